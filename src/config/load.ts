@@ -1,0 +1,135 @@
+/**
+ * Reads routes.yaml, and either returns a compiled routing table or throws one
+ * CONFIG_INVALID error that lists every problem as `file:line:column: field:
+ * what was expected`, so the person who saved the file can fix it in one go.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { StranglerError } from '../errors.js';
+import type { RoutingTable } from '../routing/table.js';
+import { compileConfig } from './compile.js';
+import { shapeProblems, validateShape, type PathSegment, type Problem, type RawConfig } from './schema.js';
+
+/** A routes.yaml is a page of rules; anything this big is a mistake, and parsing it would cost memory. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+export interface LocatedProblem {
+  file: string;
+  line: number;
+  column: number;
+  field: string;
+  message: string;
+}
+
+export async function loadConfigFile(file: string, now: Date = new Date()): Promise<RoutingTable> {
+  return parseConfig(await readConfigBytes(file), file, now);
+}
+
+export function loadConfigFileSync(file: string, now: Date = new Date()): RoutingTable {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    throw unreadable(file, error);
+  }
+  return parseConfig(bytes, file, now);
+}
+
+export async function readConfigBytes(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    throw unreadable(file, error);
+  }
+}
+
+function unreadable(file: string, error: unknown): StranglerError {
+  const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+  return new StranglerError('CONFIG_UNREADABLE', `${file}: cannot read the routes file: ${reason}`, { cause: error, details: { file } });
+}
+
+/** Parses, validates and compiles a whole file's bytes; throws CONFIG_INVALID listing every problem. */
+export function parseConfig(bytes: Buffer, file: string, now: Date = new Date()): RoutingTable {
+  if (bytes.length > MAX_CONFIG_BYTES) {
+    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `the file is ${bytes.length} bytes; expected at most ${MAX_CONFIG_BYTES}` }]);
+  }
+  const text = bytes.toString('utf8');
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, strict: true });
+
+  const syntax = [...doc.errors, ...doc.warnings];
+  if (syntax.length > 0) {
+    throw invalid(
+      file,
+      syntax.map((e) => ({
+        file,
+        line: e.linePos?.[0].line ?? 1,
+        column: e.linePos?.[0].col ?? 1,
+        field: '(syntax)',
+        message: `YAML syntax: ${e.message.split('\n')[0]}`,
+      })),
+    );
+  }
+
+  let raw: unknown;
+  try {
+    // maxAliasCount stops "billion laughs" alias bombs from expanding.
+    raw = doc.toJS({ maxAliasCount: 50 });
+  } catch (error) {
+    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: (error as Error).message }]);
+  }
+  if (raw === null || raw === undefined) {
+    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: 'the file is empty; expected a mapping with "backends" and "routes"' }]);
+  }
+
+  const locate = (problems: Problem[]) => problems.map((p) => locateProblem(doc, lineCounter, file, p));
+  if (!validateShape(raw)) throw invalid(file, locate(shapeProblems(validateShape.errors ?? [], raw)));
+
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  const result = compileConfig(raw as RawConfig, { file, hash, loadedAt: now });
+  if (!result.ok) throw invalid(file, locate(result.problems));
+  return result.table;
+}
+
+function invalid(file: string, problems: LocatedProblem[]): StranglerError {
+  const lines = problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.field}: ${p.message}`);
+  const summary = problems.length === 1 ? lines[0]! : `${file}: ${problems.length} problems:\n  ${lines.join('\n  ')}`;
+  return new StranglerError('CONFIG_INVALID', summary, { details: { file, problems } });
+}
+
+export function formatField(path: readonly PathSegment[]): string {
+  if (path.length === 0) return '(top level)';
+  return path.reduce<string>((out, segment) => (typeof segment === 'number' ? `${out}[${segment}]` : out ? `${out}.${segment}` : segment), '');
+}
+
+function locateProblem(doc: Document, lineCounter: LineCounter, file: string, problem: Problem): LocatedProblem {
+  const node = findNode(doc, problem.path, problem.atKey === true);
+  const offset = node?.range?.[0] ?? 0;
+  const pos = lineCounter.linePos(offset);
+  return { file, line: pos.line, column: pos.col, field: formatField(problem.path), message: problem.message };
+}
+
+/** The YAML node a path points at, or the deepest one on the way there when the path ends early. */
+function findNode(doc: Document, path: readonly PathSegment[], atKey: boolean): YamlNode | undefined {
+  let node = doc.contents as YamlNode | null;
+  let deepest: YamlNode | undefined = node ?? undefined;
+  for (let i = 0; i < path.length && node; i++) {
+    const segment = path[i];
+    const last = i === path.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment));
+      if (!pair) return deepest;
+      const key = pair.key as YamlNode;
+      if (last && atKey) return key;
+      node = (pair.value as YamlNode | null) ?? key;
+    } else if (isSeq(node) && typeof segment === 'number') {
+      node = (node.items[segment] as YamlNode | undefined) ?? null;
+    } else {
+      return deepest;
+    }
+    if (node) deepest = node;
+  }
+  return deepest;
+}

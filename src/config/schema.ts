@@ -1,0 +1,205 @@
+/**
+ * The shape of routes.yaml, as a JSON schema checked by ajv. Only the shape
+ * lives here; rules that relate one field to another (a route naming a backend
+ * that exists, exactly one legacy backend, ...) are in compile.ts.
+ */
+import { Ajv, type ErrorObject, type JSONSchemaType } from 'ajv';
+
+export interface RawBackend {
+  url: string;
+  legacy?: boolean;
+  connectTimeoutMs?: number;
+  responseTimeoutMs?: number;
+  bodyIdleTimeoutMs?: number;
+  preserveHost?: boolean;
+}
+
+export interface RawRoute {
+  jobType: string;
+  backend?: string;
+  split?: Record<string, number>;
+}
+
+export interface RawSettings {
+  bodyPeekLimitBytes?: number;
+  maxOtherJobTypeLabels?: number;
+}
+
+export interface RawConfig {
+  backends: Record<string, RawBackend>;
+  default?: string;
+  routes?: RawRoute[];
+  settings?: RawSettings;
+}
+
+export const BACKEND_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{0,62}$';
+
+const timeout = { type: 'integer', minimum: 1, maximum: 3_600_000, nullable: true } as const;
+
+export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['backends'],
+  properties: {
+    backends: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: { type: 'string', pattern: BACKEND_NAME_PATTERN },
+      required: [],
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['url'],
+        properties: {
+          url: { type: 'string', minLength: 1, maxLength: 2048 },
+          legacy: { type: 'boolean', nullable: true },
+          connectTimeoutMs: timeout,
+          responseTimeoutMs: timeout,
+          bodyIdleTimeoutMs: { type: 'integer', minimum: 0, maximum: 86_400_000, nullable: true },
+          preserveHost: { type: 'boolean', nullable: true },
+        },
+      },
+    },
+    default: { type: 'string', nullable: true },
+    routes: {
+      type: 'array',
+      nullable: true,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['jobType'],
+        properties: {
+          jobType: { type: 'string', minLength: 1, maxLength: 1024 },
+          backend: { type: 'string', nullable: true },
+          split: {
+            type: 'object',
+            nullable: true,
+            minProperties: 1,
+            required: [],
+            additionalProperties: { type: 'number', minimum: 0, maximum: 1_000_000 },
+          },
+        },
+      },
+    },
+    settings: {
+      type: 'object',
+      nullable: true,
+      additionalProperties: false,
+      properties: {
+        bodyPeekLimitBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024, nullable: true },
+        maxOtherJobTypeLabels: { type: 'integer', minimum: 0, maximum: 10_000, nullable: true },
+      },
+    },
+  },
+};
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: false });
+export const validateShape = ajv.compile(CONFIG_SCHEMA);
+
+export type PathSegment = string | number;
+
+/** One thing wrong with a config: where (as a path into the document) and what was expected. */
+export interface Problem {
+  path: PathSegment[];
+  message: string;
+  /** Point at the key itself rather than its value (for unknown keys). */
+  atKey?: boolean;
+}
+
+const EXAMPLES: Record<string, string> = {
+  backends: 'backends: { buildbot: { url: http://127.0.0.1:8011, legacy: true }, taskservice: { url: http://127.0.0.1:8012 } }',
+  url: 'url: http://127.0.0.1:8011',
+  jobType: 'jobType: linux64-*   (an exact name, a glob, or /a regex/)',
+};
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+function pathOf(instancePath: string): PathSegment[] {
+  if (instancePath === '') return [];
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function valueAt(root: unknown, path: PathSegment[]): unknown {
+  let current: unknown = root;
+  for (const segment of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[segment as string];
+  }
+  return current;
+}
+
+/** Turns ajv's errors into problems a person can act on, each naming the expected form. */
+export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Problem[] {
+  const problems: Problem[] = [];
+  for (const error of errors) {
+    const path = pathOf(error.instancePath);
+    const actual = valueAt(root, path);
+    switch (error.keyword) {
+      case 'additionalProperties': {
+        const key = String(error.params.additionalProperty);
+        const allowed = Object.keys((error.parentSchema as { properties?: object }).properties ?? {});
+        problems.push({ path: [...path, key], atKey: true, message: `unknown key "${key}"; expected one of: ${allowed.join(', ')}` });
+        break;
+      }
+      case 'required': {
+        const field = String(error.params.missingProperty);
+        const example = EXAMPLES[field];
+        problems.push({ path, message: `missing required field "${field}"${example ? `. Example: ${example}` : ''}` });
+        break;
+      }
+      case 'type':
+        problems.push({ path, message: `expected ${article(String(error.params.type))}, got ${describe(actual)}` });
+        break;
+      case 'pattern':
+        if (error.propertyName !== undefined) {
+          problems.push({
+            path: [...path, error.propertyName],
+            atKey: true,
+            message: `backend name "${error.propertyName}" is not allowed; expected letters, digits, "-" or "_", starting with a letter`,
+          });
+        }
+        break;
+      case 'propertyNames':
+        break; // reported through its 'pattern' error, which names the key
+      case 'minProperties':
+        problems.push({ path, message: path.at(-1) === 'split' ? 'expected at least one backend with a weight' : 'expected at least one backend' });
+        break;
+      case 'minimum':
+      case 'maximum':
+        problems.push({ path, message: `expected a number ${error.params.comparison} ${error.params.limit}, got ${describe(actual)}` });
+        break;
+      case 'minLength':
+        problems.push({ path, message: 'expected a non-empty string' });
+        break;
+      case 'maxLength':
+        problems.push({ path, message: `expected at most ${error.params.limit} characters` });
+        break;
+      default:
+        problems.push({ path, message: error.message ?? 'invalid value' });
+    }
+  }
+  return problems;
+}
+
+function article(type: string): string {
+  switch (type) {
+    case 'object':
+      return 'a mapping';
+    case 'array':
+      return 'a list';
+    case 'integer':
+      return 'a whole number';
+    default:
+      return `a ${type}`;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Holds the routing table in force and replaces it when routes.yaml changes.
+ *
+ * A reload parses, validates and compiles the whole file first and then swaps
+ * one reference, so a request sees either the old table or the new one, never
+ * a mix. A file that fails is reported and the old table stays.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { StranglerError } from '../errors.js';
+import type { RoutingTable } from '../routing/table.js';
+import { parseConfig, readConfigBytes } from './load.js';
+
+export type ReloadTrigger = 'startup' | 'file-change' | 'signal' | 'admin';
+
+export interface ReloadEvent {
+  result: 'success' | 'failure';
+  trigger: ReloadTrigger;
+  at: Date;
+  /** sha256 of the bytes that were tried (absent when the file could not be read). */
+  hash?: string;
+  /** The table in force after the attempt. */
+  table: RoutingTable;
+  /** The table before a successful swap. */
+  previous?: RoutingTable;
+  error?: StranglerError;
+}
+
+export interface ConfigStoreOptions {
+  /** How often the file is re-read in case a change event was missed (symlink swaps, network filesystems). */
+  pollIntervalMs?: number;
+  /** Quiet time after a change event before reading, so half-written files are not read. */
+  debounceMs?: number;
+}
+
+export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
+  readonly file: string;
+  private table: RoutingTable;
+  /** Hash of the last bytes tried, good or bad: a broken file is reported once, not on every poll. */
+  private lastTriedHash: string;
+  private watcher: FSWatcher | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private running: Promise<ReloadEvent> | undefined;
+  private readonly options: Required<ConfigStoreOptions>;
+
+  constructor(file: string, initial: RoutingTable, options: ConfigStoreOptions = {}) {
+    super();
+    this.file = file;
+    this.table = initial;
+    this.lastTriedHash = initial.source.hash;
+    this.options = { pollIntervalMs: options.pollIntervalMs ?? 1000, debounceMs: options.debounceMs ?? 100 };
+  }
+
+  /** The table in force now. Read it once per request. */
+  current(): RoutingTable {
+    return this.table;
+  }
+
+  /**
+   * Reads the file and swaps the table if it is valid. Reloads never overlap:
+   * a call during a reload waits for it and then runs its own.
+   */
+  async reload(trigger: ReloadTrigger, onlyIfChanged = false): Promise<ReloadEvent> {
+    while (this.running) await this.running.catch(() => undefined);
+    this.running = this.reloadNow(trigger, onlyIfChanged);
+    try {
+      return await this.running;
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async reloadNow(trigger: ReloadTrigger, onlyIfChanged: boolean): Promise<ReloadEvent> {
+    const at = new Date();
+    let bytes: Buffer;
+    try {
+      bytes = await readConfigBytes(this.file);
+    } catch (error) {
+      return this.report({ result: 'failure', trigger, at, table: this.table, error: error as StranglerError }, onlyIfChanged);
+    }
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    if (onlyIfChanged && hash === this.lastTriedHash) return { result: 'success', trigger, at, hash, table: this.table };
+    this.lastTriedHash = hash;
+    try {
+      const next = parseConfig(bytes, this.file, at);
+      const previous = this.table;
+      this.table = next;
+      return this.report({ result: 'success', trigger, at, hash, table: next, previous });
+    } catch (error) {
+      return this.report({ result: 'failure', trigger, at, hash, table: this.table, error: error as StranglerError });
+    }
+  }
+
+  private report(event: ReloadEvent, quietIfRepeated = false): ReloadEvent {
+    // An unreadable file found by polling is reported once, then again only when it changes.
+    if (quietIfRepeated && event.hash === undefined) {
+      if (this.lastTriedHash === 'unreadable') return event;
+      this.lastTriedHash = 'unreadable';
+    }
+    this.emit('reload', event);
+    return event;
+  }
+
+  /**
+   * Follows the file: a change event on its folder (covers editors that save by
+   * rename and Kubernetes swapping a ConfigMap's `..data` symlink), plus a
+   * periodic re-read that catches whatever the events miss. Both only reload
+   * when the bytes differ from the last ones tried.
+   */
+  watch(): void {
+    if (this.pollTimer) return;
+    const check = () => void this.reload('file-change', true);
+    try {
+      this.watcher = watch(path.dirname(path.resolve(this.file)), { persistent: false }, () => {
+        clearTimeout(this.debounceTimer);
+        this.debounceTimer = setTimeout(check, this.options.debounceMs);
+        this.debounceTimer.unref();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // Folder not watchable (some network filesystems): polling alone still applies changes.
+    }
+    this.pollTimer = setInterval(check, this.options.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  close(): void {
+    this.watcher?.close();
+    clearInterval(this.pollTimer);
+    clearTimeout(this.debounceTimer);
+    this.watcher = undefined;
+    this.pollTimer = undefined;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Wires the named parts together and listens: config store, routing, the
+ * forwarding engine, metrics, logs, the proxy listener and the admin listener.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdminApp } from './admin/app.js';
+import { loadConfigFile } from './config/load.js';
+import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
+import { createLogger, type Logger } from './logging/logger.js';
+import { createMetrics, type ProxyMetrics } from './metrics/metrics.js';
+import { BuilderDirectory } from './proxy/builder-directory.js';
+import { Forwarder } from './proxy/forward.js';
+import { createProxyServer } from './proxy/server.js';
+
+export interface StartOptions {
+  configFile: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  adminPort: number;
+  host?: string;
+  adminHost?: string;
+  logger?: Logger;
+  /** Follow routes.yaml for changes (default true). */
+  watch?: boolean;
+  /** How long in-flight requests get to finish on shutdown. */
+  drainTimeoutMs?: number;
+  pollIntervalMs?: number;
+}
+
+export interface Strangler {
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  readonly store: ConfigStore;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+  reload(trigger?: ReloadTrigger): Promise<ReloadEvent>;
+  /** Stops accepting, lets in-flight requests finish (up to the drain timeout), then closes everything. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_PORT = 8010;
+export const DEFAULT_ADMIN_PORT = 8081;
+
+/** Loads the config (throwing CONFIG_INVALID if it is bad) and starts both listeners. */
+export async function startStrangler(options: StartOptions): Promise<Strangler> {
+  const logger = options.logger ?? createLogger();
+  const initial = await loadConfigFile(options.configFile);
+  const store = new ConfigStore(options.configFile, initial, { pollIntervalMs: options.pollIntervalMs ?? 1000 });
+  const metrics = createMetrics();
+  const forwarder = new Forwarder();
+  const builders = new BuilderDirectory({
+    onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
+  });
+  let draining = false;
+  let listening = false;
+
+  store.on('reload', (event) => {
+    metrics.reloads.inc({ result: event.result });
+    if (event.result === 'success') {
+      forwarder.retainOnly(event.table.backends.values());
+      logger.info('routes reloaded', { file: store.file, trigger: event.trigger, hash: event.hash, routes: event.table.routes.length });
+    } else {
+      logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
+    }
+  });
+
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, metrics, logger });
+  const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0');
+  const adminHttp = createServer(createAdminApp({ metrics, isReady: () => listening && !draining }));
+  const adminAddress = await listen(adminHttp, options.adminPort, options.adminHost ?? '127.0.0.1');
+  listening = true;
+  if (options.watch !== false) store.watch();
+
+  const proxyUrl = `http://${urlHost(proxyAddress)}:${proxyAddress.port}`;
+  const adminUrl = `http://${urlHost(adminAddress)}:${adminAddress.port}`;
+  logger.info('strangler-proxy listening', {
+    proxy: proxyUrl,
+    admin: adminUrl,
+    config: options.configFile,
+    hash: initial.source.hash,
+    backends: [...initial.backends.values()].map((b) => `${b.name}=${b.url}${b.legacy ? ' (legacy)' : ''}`),
+    routes: initial.routes.length,
+  });
+
+  return {
+    proxyUrl,
+    adminUrl,
+    store,
+    metrics,
+    logger,
+    reload: (trigger = 'admin') => store.reload(trigger),
+    async close() {
+      draining = true;
+      store.close();
+      await drain(proxyServer, options.drainTimeoutMs ?? 10_000);
+      await new Promise<void>((resolve) => {
+        adminHttp.close(() => resolve());
+        adminHttp.closeAllConnections();
+      });
+      await forwarder.close();
+    },
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function urlHost(address: AddressInfo): string {
+  if (address.address === '0.0.0.0' || address.address === '::') return '127.0.0.1';
+  return address.family === 'IPv6' ? `[${address.address}]` : address.address;
+}
+
+/**
+ * Stop accepting, close idle keep-alive connections, let requests in flight
+ * finish; whatever is still open after the timeout is cut.
+ */
+async function drain(server: Server, timeoutMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+  timer.unref();
+  await closed;
+  clearTimeout(timer);
+}

@@ -1,0 +1,78 @@
+/**
+ * Builder ids to names, from the legacy master's `GET /api/v2/builders`.
+ *
+ * Paths such as `/api/v2/builders/12/builds` name a builder by id; routing
+ * needs its name. Ids are stable in Buildbot, so the map is kept and refreshed
+ * only when an unknown id turns up (a new builder), at most once per
+ * `minRefreshIntervalMs` so that made-up ids cannot hammer the master. A
+ * failed lookup answers "unknown", and the request goes to default.
+ */
+import { request } from 'undici';
+import type { Backend } from '../routing/table.js';
+
+export interface BuilderDirectoryOptions {
+  timeoutMs?: number;
+  minRefreshIntervalMs?: number;
+  /** Called when a refresh fails, for the log. */
+  onError?: (error: Error, backend: Backend) => void;
+}
+
+export class BuilderDirectory {
+  private names = new Map<number, string>();
+  private origin = '';
+  private refreshing: Promise<void> | undefined;
+  private lastRefreshAt = 0;
+  private readonly timeoutMs: number;
+  private readonly minRefreshIntervalMs: number;
+  private readonly onError: ((error: Error, backend: Backend) => void) | undefined;
+
+  constructor(options: BuilderDirectoryOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 2_000;
+    this.minRefreshIntervalMs = options.minRefreshIntervalMs ?? 1_000;
+    this.onError = options.onError;
+  }
+
+  async nameFor(id: number, legacy: Backend): Promise<string | undefined> {
+    const base = legacy.origin + legacy.basePath;
+    if (base !== this.origin) {
+      // The legacy master moved (config reload): its ids are not the old one's.
+      this.origin = base;
+      this.names = new Map();
+      this.lastRefreshAt = 0;
+    }
+    const known = this.names.get(id);
+    if (known !== undefined) return known;
+    if (!this.refreshing && Date.now() - this.lastRefreshAt >= this.minRefreshIntervalMs) {
+      this.refreshing = this.refresh(legacy).finally(() => {
+        this.refreshing = undefined;
+        this.lastRefreshAt = Date.now();
+      });
+    }
+    await this.refreshing;
+    return this.names.get(id);
+  }
+
+  private async refresh(legacy: Backend): Promise<void> {
+    const base = legacy.origin + legacy.basePath;
+    try {
+      const response = await request(`${base}/api/v2/builders?field=builderid&field=name`, {
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      if (response.statusCode !== 200) {
+        await response.body.dump();
+        throw new Error(`GET /api/v2/builders answered ${response.statusCode}`);
+      }
+      const payload = (await response.body.json()) as { builders?: unknown };
+      if (!Array.isArray(payload.builders)) throw new Error('GET /api/v2/builders: no "builders" list in the answer');
+      const names = new Map<number, string>();
+      for (const builder of payload.builders as Array<{ builderid?: unknown; name?: unknown }>) {
+        if (typeof builder?.builderid === 'number' && typeof builder.name === 'string') names.set(builder.builderid, builder.name);
+      }
+      if (base === this.origin) this.names = names;
+    } catch (error) {
+      this.onError?.(error as Error, legacy);
+    }
+  }
+}

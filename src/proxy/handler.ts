@@ -1,0 +1,176 @@
+/**
+ * The proxy's request pipeline: find the job type, decide once against the
+ * routing table in force at the start of the request, forward, then log and
+ * count what happened.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import type { ProxyMetrics } from '../metrics/metrics.js';
+import { decide, type Decision } from '../routing/decide.js';
+import type { RoutingTable } from '../routing/table.js';
+import type { BuilderDirectory } from './builder-directory.js';
+import type { Forwarder } from './forward.js';
+import { upstreamHeaders } from './headers.js';
+import { gatherFacts, type GatheredFacts } from './facts.js';
+import { peekBody } from './peek.js';
+
+export interface ProxyDeps {
+  /** The routing table in force; called once per request. */
+  currentTable: () => RoutingTable;
+  forwarder: Forwarder;
+  builders: BuilderDirectory;
+  metrics: ProxyMetrics;
+  logger: Logger;
+}
+
+/** Status recorded when the client hung up before getting an answer (nginx's convention). */
+export const CLIENT_CLOSED = 499;
+
+/** A client's X-Request-Id is passed on only if it is a sane token; otherwise we make one. */
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** Path and query of a request target; absolute-form targets (`GET http://host/path`) are reduced to theirs. */
+export function originFormTarget(url: string | undefined): string | undefined {
+  if (url === undefined || url === '') return undefined;
+  if (url.startsWith('/')) return url;
+  try {
+    const parsed = new URL(url);
+    return parsed.pathname + parsed.search;
+  } catch {
+    return undefined;
+  }
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    void handle(deps, req, res);
+  };
+}
+
+async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  const table = deps.currentTable();
+  const requestId = requestIdOf(req);
+  const method = req.method ?? 'GET';
+  res.setHeader('x-request-id', requestId);
+
+  let decision: Decision | undefined;
+  let failureKind: string | undefined;
+  let status = 0;
+
+  const target = originFormTarget(req.url);
+  const queryAt = target?.indexOf('?') ?? -1;
+  const pathname = target === undefined ? '' : queryAt === -1 ? target : target.slice(0, queryAt);
+
+  res.once('close', () => {
+    if (!res.writableFinished && status === 0) status = CLIENT_CLOSED;
+    const seconds = (performance.now() - started) / 1000;
+    const backend = decision?.backend.name ?? 'none';
+    const jobType = deps.metrics.jobTypeLabel(table, decision?.jobType);
+    const methodLabel = deps.metrics.methodLabel(method);
+    deps.metrics.requests.inc({ backend, job_type: jobType, method: methodLabel, code: String(status || res.statusCode) });
+    deps.metrics.duration.observe({ backend, job_type: jobType, method: methodLabel }, seconds);
+    deps.logger.info('request', {
+      requestId,
+      method,
+      path: pathname.slice(0, 2048), // SECURITY: never the query string, which may carry tokens
+      status: status || res.statusCode,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+      backend,
+      jobType: decision?.jobType,
+      rule: decision?.route?.pattern,
+      reason: decision?.reason,
+      error: failureKind,
+    });
+  });
+
+  try {
+    if (target === undefined) {
+      status = 400;
+      return sendError(res, 'BAD_REQUEST', 'the request target is not a path', undefined);
+    }
+
+    let gathered: GatheredFacts;
+    try {
+      gathered = await gatherFacts({ method, pathname, headers: req.headers, peekBody: (limit) => peekBody(req, limit) }, table, deps.builders);
+    } catch {
+      // Reading the body failed: the client hung up mid-body. Nobody is left to answer.
+      failureKind = 'client-aborted';
+      status = CLIENT_CLOSED;
+      res.destroy();
+      return;
+    }
+    decision = decide(table, gathered.facts);
+    const backend = decision.backend;
+    res.setHeader('x-strangler-backend', backend.name);
+    if (decision.jobType !== undefined) res.setHeader('x-strangler-job-type', decision.jobType);
+
+    const headers = upstreamHeaders(req, {
+      requestId,
+      ...(backend.preserveHost ? {} : { backendHost: new URL(backend.origin).host }),
+    });
+    const abort = new AbortController();
+    const onClientGone = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.once('close', onClientGone);
+    const body = gathered.peeked ? gathered.peeked.body : hasBody(req) ? req : null;
+    const result = await deps.forwarder.forward(backend, { method, url: target, headers, body }, res, abort.signal);
+    res.off('close', onClientGone);
+
+    if (result.ok) {
+      status = result.status;
+      return;
+    }
+    failureKind = result.failure.kind;
+    if (result.failure.kind === 'client-aborted' || abort.signal.aborted) {
+      status = CLIENT_CLOSED;
+      res.destroy();
+      return;
+    }
+    deps.logger.warn('backend failed', {
+      requestId,
+      backend: backend.name,
+      url: backend.url,
+      jobType: decision.jobType,
+      kind: result.failure.kind,
+      mayHaveReachedBackend: result.failure.mayHaveReachedBackend,
+      detail: (result.error as Error)?.message,
+    });
+    if (result.responseStarted || res.headersSent) {
+      // The status line is out: the only honest signal left is to cut the connection.
+      status = result.responseStarted ? res.statusCode : 502;
+      res.destroy();
+      return;
+    }
+    status = ERROR_CODES[result.failure.code].status;
+    sendError(res, result.failure.code, `backend ${backend.name}: ${result.failure.message}`, decision);
+  } catch (error) {
+    // A fault of ours: say so once in the log with an id the client also gets.
+    deps.logger.error('internal error', { requestId, error: (error as Error)?.stack ?? String(error) });
+    status = 500;
+    if (!res.headersSent) {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'internal proxy error', requestId }));
+    } else res.destroy();
+  }
+}
+
+function sendError(res: ServerResponse, code: ErrorCode, message: string, decision: Decision | undefined): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify({ error: message, code, backend: decision?.backend.name ?? null, jobType: decision?.jobType ?? null });
+  res.writeHead(ERROR_CODES[code].status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}

@@ -1,0 +1,127 @@
+/**
+ * The compiled, immutable routing snapshot and the rule matcher.
+ *
+ * Pure and framework-free: no I/O, no express, no clock. `src/config` builds a
+ * {@link RoutingTable} from routes.yaml; the proxy reads one table at the start
+ * of each request and never looks at another for that request.
+ */
+
+export interface Backend {
+  readonly name: string;
+  /** As written in routes.yaml. */
+  readonly url: string;
+  /** `http://host:port`, what connections are opened to. */
+  readonly origin: string;
+  /** Path prefix prepended to every forwarded path ('' for none). */
+  readonly basePath: string;
+  readonly legacy: boolean;
+  readonly connectTimeoutMs: number;
+  /** Time allowed until the response headers arrive. */
+  readonly responseTimeoutMs: number;
+  /** Longest silence allowed between two chunks of a response body (0: no limit). */
+  readonly bodyIdleTimeoutMs: number;
+  /** Send the client's Host header upstream (true) or the backend's own (false). */
+  readonly preserveHost: boolean;
+}
+
+export interface RouteTarget {
+  readonly backend: string;
+  readonly weight: number;
+}
+
+export type PatternKind = 'exact' | 'glob' | 'regex';
+
+export interface Route {
+  /** Position in routes.yaml (0-based): first match wins. */
+  readonly index: number;
+  /** The jobType as written; unique within a table, so it doubles as the rule's name. */
+  readonly pattern: string;
+  readonly kind: PatternKind;
+  /** One target with weight > 0 for `backend:`, several for `split:`. Weight-0 targets are dropped. */
+  readonly targets: readonly RouteTarget[];
+  readonly totalWeight: number;
+  readonly isSplit: boolean;
+  /** For glob and regex routes. */
+  readonly test?: (jobType: string) => boolean;
+}
+
+export interface TableSettings {
+  /** Largest JSON-RPC body read to find builder names; larger bodies go to default unparsed. */
+  readonly bodyPeekLimitBytes: number;
+  /** Distinct job types outside the routes that get their own metric label before the rest count as "other". */
+  readonly maxOtherJobTypeLabels: number;
+}
+
+export interface TableSource {
+  readonly file: string;
+  /** sha256 of the file's bytes, hex. */
+  readonly hash: string;
+  readonly loadedAt: Date;
+}
+
+export interface RoutingTable {
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly legacy: Backend;
+  readonly defaultBackend: Backend;
+  readonly routes: readonly Route[];
+  readonly settings: TableSettings;
+  readonly source: TableSource;
+  /** Exact names, so that looking one up costs the same whatever the number of routes. */
+  readonly exactRoutes: ReadonlyMap<string, Route>;
+  /** Glob and regex routes, in file order. */
+  readonly patternRoutes: readonly Route[];
+  /** Memo of pattern matching per job type; see {@link matchRoute}. */
+  readonly matchCache: Map<string, Route | null>;
+}
+
+/**
+ * Job-type strings are client data: the memo is bounded so that a client
+ * sending endless made-up names cannot grow memory. When full it starts over,
+ * which costs a re-scan, never a wrong answer.
+ */
+export const MATCH_CACHE_LIMIT = 10_000;
+
+/**
+ * The first route, in file order, whose jobType matches `jobType`; undefined
+ * when none does (the request then goes to the table's default backend).
+ *
+ * Exact names come from a Map. Patterns are scanned in order, but only those
+ * placed before the exact hit can win, and each name's answer is memoised, so
+ * the cost stays flat as the table grows to thousands of routes.
+ *
+ * @example matchRoute(table, 'linux64-opt')?.pattern // 'linux64-*'
+ */
+export function matchRoute(table: RoutingTable, jobType: string): Route | undefined {
+  const cached = table.matchCache.get(jobType);
+  if (cached !== undefined) return cached ?? undefined;
+
+  const exact = table.exactRoutes.get(jobType);
+  const limit = exact ? exact.index : Number.POSITIVE_INFINITY;
+  let found: Route | undefined = exact;
+  for (const route of table.patternRoutes) {
+    if (route.index >= limit) break;
+    if (route.test!(jobType)) {
+      found = route;
+      break;
+    }
+  }
+  if (table.matchCache.size >= MATCH_CACHE_LIMIT) table.matchCache.clear();
+  table.matchCache.set(jobType, found ?? null);
+  return found;
+}
+
+/**
+ * The backend a route sends a request to. `draw` is a number in [0, 1): the
+ * same draw gives the same answer, which lets one request that names several
+ * job types ask each of its routes with a single draw.
+ */
+export function pickTarget(route: Route, draw: number): string {
+  const targets = route.targets;
+  if (targets.length === 1) return targets[0]!.backend;
+  let point = draw * route.totalWeight;
+  for (const target of targets) {
+    if (point < target.weight) return target.backend;
+    point -= target.weight;
+  }
+  return targets[targets.length - 1]!.backend;
+}
