@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: what the README's test command and CI (.ci/run) run.
+# Installs the Debian packages the end-to-end suites need where they are
+# missing and it can (root with apt-get, as on CI); builds; type-checks src,
+# tests and benchmarks; runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-system-deps.sh buildbot buildbot-worker
+npm run --silent build
+npx --no-install tsc --noEmit -p tsconfig.json
+npx --no-install mocha --reporter ./test/support/summary-reporter.cjs 'test/unit/**/*.test.ts' 'test/e2e/**/*.test.ts' "$@"
