@@ -22,12 +22,14 @@ export function compileConfig(raw: RawConfig, source: TableSource): CompileResul
   const backends = compileBackends(raw, problems);
   const names = [...backends.keys()];
 
+  // Counted from the file, so that a second legacy is reported even when its URL is also wrong.
+  const legacyNames = Object.entries(raw.backends).filter(([, spec]) => spec.legacy === true).map(([name]) => name);
   const legacies = [...backends.values()].filter((b) => b.legacy);
-  if (legacies.length === 0) {
+  if (legacyNames.length === 0) {
     problems.push({ path: ['backends'], message: `no legacy backend; expected exactly one backend with "legacy: true" (the Buildbot master), among: ${names.join(', ')}` });
-  } else if (legacies.length > 1) {
-    for (const extra of legacies.slice(1)) {
-      problems.push({ path: ['backends', extra.name, 'legacy'], message: `a second legacy backend (the first is "${legacies[0]!.name}"); expected exactly one` });
+  } else if (legacyNames.length > 1) {
+    for (const extra of legacyNames.slice(1)) {
+      problems.push({ path: ['backends', extra, 'legacy'], message: `a second legacy backend (the first is "${legacyNames[0]}"); expected exactly one` });
     }
   }
 

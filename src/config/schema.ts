@@ -93,7 +93,8 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
   },
 };
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: false });
+// verbose: errors carry their parentSchema, which lists the keys allowed where an unknown one was found.
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
 export const validateShape = ajv.compile(CONFIG_SCHEMA);
 
 export type PathSegment = string | number;

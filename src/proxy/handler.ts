@@ -121,21 +121,15 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       requestId,
       ...(backend.preserveHost ? {} : { backendHost: new URL(backend.origin).host }),
     });
-    const abort = new AbortController();
-    const onClientGone = () => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.once('close', onClientGone);
     const body = gathered.peeked ? gathered.peeked.body : hasBody(req) ? req : null;
-    const result = await deps.forwarder.forward(backend, { method, url: target, headers, body }, res, abort.signal);
-    res.off('close', onClientGone);
+    const result = await deps.forwarder.forward(backend, { method, url: target, headers, body }, res);
 
     if (result.ok) {
       status = result.status;
       return;
     }
     failureKind = result.failure.kind;
-    if (result.failure.kind === 'client-aborted' || abort.signal.aborted) {
+    if (result.failure.kind === 'client-aborted') {
       status = CLIENT_CLOSED;
       res.destroy();
       return;
