@@ -8,9 +8,10 @@ import { createAdminApp } from './admin/app.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
 import { createLogger, type Logger } from './logging/logger.js';
-import { createMetrics, type ProxyMetrics } from './metrics/metrics.js';
+import { ProxyMetrics } from './metrics/metrics.js';
 import { BuilderDirectory } from './proxy/builder-directory.js';
 import { Forwarder } from './proxy/forward.js';
+import { HealthMonitor } from './proxy/health.js';
 import { createProxyServer } from './proxy/server.js';
 
 export interface StartOptions {
@@ -47,7 +48,15 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const logger = options.logger ?? createLogger();
   const initial = await loadConfigFile(options.configFile);
   const store = new ConfigStore(options.configFile, initial, { pollIntervalMs: options.pollIntervalMs ?? 1000 });
-  const metrics = createMetrics();
+  const metrics = new ProxyMetrics();
+  metrics.tableLoaded(initial);
+  const health = new HealthMonitor();
+  health.on('probe', (state) => metrics.backendUp.set({ backend: state.backend }, state.up ? 1 : 0));
+  health.on('change', (state) => {
+    if (state.up) logger.info('backend up: health probes answer again', { backend: state.backend });
+    else logger.warn('backend down: health probes fail', { backend: state.backend, error: state.lastError });
+  });
+  health.follow(initial);
   const forwarder = new Forwarder();
   const builders = new BuilderDirectory({
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
@@ -58,6 +67,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   store.on('reload', (event) => {
     metrics.reloads.inc({ result: event.result });
     if (event.result === 'success') {
+      metrics.tableLoaded(event.table);
+      health.follow(event.table);
       forwarder.retainOnly(event.table.backends.values());
       logger.info('routes reloaded', { file: store.file, trigger: event.trigger, hash: event.hash, routes: event.table.routes.length });
     } else {
@@ -93,6 +104,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     async close() {
       draining = true;
       store.close();
+      health.close();
       await drain(proxyServer, options.drainTimeoutMs ?? 10_000);
       await new Promise<void>((resolve) => {
         adminHttp.close(() => resolve());

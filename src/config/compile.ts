@@ -13,6 +13,7 @@ export const DEFAULTS = {
   bodyIdleTimeoutMs: 300_000,
   bodyPeekLimitBytes: 1024 * 1024,
   maxOtherJobTypeLabels: 100,
+  health: { path: '/', intervalMs: 5_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
 } as const;
 
 export type CompileResult = { ok: true; table: RoutingTable } | { ok: false; problems: Problem[] };
@@ -104,6 +105,13 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
         responseTimeoutMs: spec.responseTimeoutMs ?? DEFAULTS.responseTimeoutMs,
         bodyIdleTimeoutMs: spec.bodyIdleTimeoutMs ?? DEFAULTS.bodyIdleTimeoutMs,
         preserveHost: spec.preserveHost ?? true,
+        health: Object.freeze({
+          path: spec.health?.path ?? DEFAULTS.health.path,
+          intervalMs: spec.health?.intervalMs ?? DEFAULTS.health.intervalMs,
+          timeoutMs: spec.health?.timeoutMs ?? DEFAULTS.health.timeoutMs,
+          healthyThreshold: spec.health?.healthyThreshold ?? DEFAULTS.health.healthyThreshold,
+          unhealthyThreshold: spec.health?.unhealthyThreshold ?? DEFAULTS.health.unhealthyThreshold,
+        }),
       }),
     );
   }

@@ -5,8 +5,17 @@
  */
 import { Ajv, type ErrorObject, type JSONSchemaType } from 'ajv';
 
+export interface RawHealth {
+  path?: string;
+  intervalMs?: number;
+  timeoutMs?: number;
+  healthyThreshold?: number;
+  unhealthyThreshold?: number;
+}
+
 export interface RawBackend {
   url: string;
+  health?: RawHealth;
   legacy?: boolean;
   connectTimeoutMs?: number;
   responseTimeoutMs?: number;
@@ -57,6 +66,18 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
           responseTimeoutMs: timeout,
           bodyIdleTimeoutMs: { type: 'integer', minimum: 0, maximum: 86_400_000, nullable: true },
           preserveHost: { type: 'boolean', nullable: true },
+          health: {
+            type: 'object',
+            nullable: true,
+            additionalProperties: false,
+            properties: {
+              path: { type: 'string', pattern: '^/', maxLength: 1024, nullable: true },
+              intervalMs: { type: 'integer', minimum: 0, maximum: 3_600_000, nullable: true },
+              timeoutMs: timeout,
+              healthyThreshold: { type: 'integer', minimum: 1, maximum: 100, nullable: true },
+              unhealthyThreshold: { type: 'integer', minimum: 1, maximum: 100, nullable: true },
+            },
+          },
         },
       },
     },
@@ -162,7 +183,9 @@ export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Pr
         problems.push({ path, message: `expected ${article(String(error.params.type))}, got ${describe(actual)}` });
         break;
       case 'pattern':
-        if (error.propertyName !== undefined) {
+        if (error.propertyName === undefined) {
+          problems.push({ path, message: `expected a path starting with "/", got ${describe(actual)}` });
+        } else {
           problems.push({
             path: [...path, error.propertyName],
             atKey: true,

@@ -1,54 +1,205 @@
 /**
  * Every metric the proxy exports, declared in this one place with its help
- * text (docs/metrics.md describes each). A registry per proxy instance, so
- * tests and the benchmark can run several side by side.
+ * text; docs/metrics.md describes each and the question it answers (a unit
+ * test keeps the two in step). A registry per proxy instance, so tests and
+ * the benchmark can run several side by side.
+ *
+ * Label values are bounded: backends and rules come from routes.yaml, job
+ * types go through {@link JobTypeLabels}, methods through a fixed list, and
+ * raw paths are never labels.
  */
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { RoutingTable } from '../routing/table.js';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DecisionReason } from '../routing/decide.js';
+import { matchRoute, type RoutingTable } from '../routing/table.js';
 
 /** 1 ms to 60 s: fast API reads and slow log downloads both land in a bucket that tells them apart. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
-export interface ProxyMetrics {
-  readonly registry: Registry;
-  readonly requests: Counter<'backend' | 'job_type' | 'method' | 'code'>;
-  readonly duration: Histogram<'backend' | 'job_type' | 'method'>;
-  readonly reloads: Counter<'result'>;
-  /** A bounded label for a job type; see {@link JobTypeLabels}. */
-  jobTypeLabel(table: RoutingTable, jobType: string | undefined): string;
-  methodLabel(method: string | undefined): string;
+/** The `rule` label of requests no route decided. */
+export const DEFAULT_RULE = '(default)';
+
+export type UpstreamErrorLabel = 'refused' | 'dns' | 'connect_timeout' | 'timeout' | 'reset' | 'other';
+
+export interface RequestRecord {
+  backend: string;
+  jobType: string;
+  method: string;
+  code: number;
+  seconds: number;
+  requestBytes: number;
+  responseBytes: number;
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
-  const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
-  const labels = new JobTypeLabels();
-  return {
-    registry,
-    requests: new Counter({
-      name: 'strangler_requests_total',
-      help: 'Requests answered, by the backend that served them, job type, method and HTTP status code.',
-      labelNames: ['backend', 'job_type', 'method', 'code'],
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: 'strangler_request_duration_seconds',
-      help: 'Time from receiving a request to the end of its response, by backend, job type and method.',
-      labelNames: ['backend', 'job_type', 'method'],
-      buckets: DURATION_BUCKETS,
-      registers: [registry],
-    }),
-    reloads: new Counter({
-      name: 'strangler_config_reloads_total',
-      help: 'Attempts to load routes.yaml after startup, by result (success, failure).',
-      labelNames: ['result'],
-      registers: [registry],
-    }),
-    jobTypeLabel: (table, jobType) => labels.label(table, jobType),
-    methodLabel: (method) => (method !== undefined && METHODS.has(method) ? method : 'OTHER'),
-  };
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly labels = new JobTypeLabels();
+  /** Job types seen in traffic or named by the legacy master, for the migration-progress gauges (bounded). */
+  private readonly knownJobTypes = new Set<string>();
+  private table: RoutingTable | undefined;
+
+  readonly requests = new Counter({
+    name: 'strangler_requests_total',
+    help: 'Requests answered, by the backend that served them, job type, method and HTTP status code (499: the client hung up).',
+    labelNames: ['backend', 'job_type', 'method', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'strangler_request_duration_seconds',
+    help: 'Time from receiving a request to the end of its response, by backend, job type and method.',
+    labelNames: ['backend', 'job_type', 'method'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'strangler_upstream_errors_total',
+    help: 'Failures talking to a backend, by kind: refused, dns, connect_timeout (nothing reached the backend), timeout, reset, other (it may have).',
+    labelNames: ['backend', 'job_type', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'strangler_requests_in_flight',
+    help: 'Requests being served right now, by backend and job type.',
+    labelNames: ['backend', 'job_type'] as const,
+    registers: [this.registry],
+  });
+  readonly requestBytes = new Counter({
+    name: 'strangler_request_bytes_total',
+    help: 'Request body bytes sent to each backend, by job type.',
+    labelNames: ['backend', 'job_type'] as const,
+    registers: [this.registry],
+  });
+  readonly responseBytes = new Counter({
+    name: 'strangler_response_bytes_total',
+    help: 'Response body bytes received from each backend and passed to clients, by job type.',
+    labelNames: ['backend', 'job_type'] as const,
+    registers: [this.registry],
+  });
+  readonly decisions = new Counter({
+    name: 'strangler_routing_decisions_total',
+    help: `Routing decisions by rule (the route's jobType as written, or "${DEFAULT_RULE}"), reason and chosen backend.`,
+    labelNames: ['rule', 'reason', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly routeWeight = new Gauge({
+    name: 'strangler_route_weight',
+    help: "Each backend's share of a route's requests as configured, 0 to 1 (1 for a plain backend: route).",
+    labelNames: ['rule', 'backend'] as const,
+    registers: [this.registry],
+  });
+  readonly migrationJobTypes = new Gauge({
+    name: 'strangler_migration_job_types',
+    help: 'Known job types (from routes, the legacy master and traffic) by the backend the routes send them to; a split counts fractionally.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+    collect: () => this.collectMigration('count'),
+  });
+  readonly migrationShare = new Gauge({
+    name: 'strangler_migration_job_types_ratio',
+    help: 'Share (0 to 1) of known job types routed to each backend: the migration\'s progress.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+    collect: () => this.collectMigration('ratio'),
+  });
+  readonly reloads = new Counter({
+    name: 'strangler_config_reloads_total',
+    help: 'Attempts to load routes.yaml after startup, by result (success, failure).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly lastReload = new Gauge({
+    name: 'strangler_config_last_reload_success_timestamp_seconds',
+    help: 'When the routes in force were loaded (Unix time).',
+    registers: [this.registry],
+  });
+  readonly configInfo = new Gauge({
+    name: 'strangler_config_info',
+    help: 'Always 1; the hash label is the sha256 of the routes.yaml in force.',
+    labelNames: ['hash'] as const,
+    registers: [this.registry],
+  });
+  readonly backendUp = new Gauge({
+    name: 'strangler_backend_up',
+    help: 'Whether the last health probes found the backend answering (1) or not (0).',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Called whenever a routing table comes into force (startup and each good reload). */
+  tableLoaded(table: RoutingTable): void {
+    this.table = table;
+    this.lastReload.set(table.source.loadedAt.getTime() / 1000);
+    this.configInfo.reset();
+    this.configInfo.set({ hash: table.source.hash }, 1);
+    this.routeWeight.reset();
+    for (const route of table.routes) {
+      for (const target of route.targets) this.routeWeight.set({ rule: route.pattern, backend: target.backend }, target.weight / route.totalWeight);
+    }
+    for (const name of table.exactRoutes.keys()) this.knownJobTypes.add(name);
+    // Backends gone from the file leave no stale series behind.
+    this.backendUp.reset();
+  }
+
+  /** Builder names from the legacy master: the job types the migration has to move. */
+  addKnownJobTypes(names: Iterable<string>): void {
+    for (const name of names) if (this.knownJobTypes.size < 10_000) this.knownJobTypes.add(name);
+  }
+
+  jobTypeLabel(table: RoutingTable, jobType: string | undefined): string {
+    const label = this.labels.label(table, jobType);
+    if (label === jobType && this.knownJobTypes.size < 10_000) this.knownJobTypes.add(label);
+    return label;
+  }
+
+  methodLabel(method: string | undefined): string {
+    return method !== undefined && METHODS.has(method) ? method : 'OTHER';
+  }
+
+  decided(rule: string | undefined, reason: DecisionReason, backend: string): void {
+    this.decisions.inc({ rule: rule ?? DEFAULT_RULE, reason, backend });
+  }
+
+  requestFinished(r: RequestRecord): void {
+    this.requests.inc({ backend: r.backend, job_type: r.jobType, method: r.method, code: String(r.code) });
+    this.duration.observe({ backend: r.backend, job_type: r.jobType, method: r.method }, r.seconds);
+    if (r.requestBytes > 0) this.requestBytes.inc({ backend: r.backend, job_type: r.jobType }, r.requestBytes);
+    if (r.responseBytes > 0) this.responseBytes.inc({ backend: r.backend, job_type: r.jobType }, r.responseBytes);
+  }
+
+  private collectMigration(what: 'count' | 'ratio'): void {
+    const gauge = what === 'count' ? this.migrationJobTypes : this.migrationShare;
+    gauge.reset();
+    if (!this.table) return;
+    const shares = migrationShares(this.table, this.knownJobTypes);
+    for (const [backend, count] of shares.counts) {
+      gauge.set({ backend }, what === 'count' ? count : shares.total === 0 ? 0 : count / shares.total);
+    }
+  }
+}
+
+/**
+ * How many of `jobTypes` each backend serves under `table`: a job type on a
+ * split route counts for each backend by its weight. Every backend appears,
+ * with 0 if it serves none.
+ */
+export function migrationShares(table: RoutingTable, jobTypes: Iterable<string>): { counts: Map<string, number>; total: number } {
+  const counts = new Map<string, number>([...table.backends.keys()].map((name) => [name, 0]));
+  let total = 0;
+  for (const jobType of jobTypes) {
+    total++;
+    const route = matchRoute(table, jobType);
+    if (!route) {
+      counts.set(table.defaultBackend.name, counts.get(table.defaultBackend.name)! + 1);
+      continue;
+    }
+    for (const target of route.targets) counts.set(target.backend, counts.get(target.backend)! + target.weight / route.totalWeight);
+  }
+  return { counts, total };
 }
 
 /**
@@ -71,5 +222,19 @@ export class JobTypeLabels {
       return jobType;
     }
     return 'other';
+  }
+}
+
+export function upstreamErrorLabel(kind: string): UpstreamErrorLabel {
+  switch (kind) {
+    case 'refused':
+    case 'dns':
+    case 'timeout':
+    case 'reset':
+      return kind;
+    case 'connect-timeout':
+      return 'connect_timeout';
+    default:
+      return 'other';
   }
 }

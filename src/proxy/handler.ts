@@ -5,16 +5,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline, Transform } from 'node:stream';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import type { ProxyMetrics } from '../metrics/metrics.js';
+import { upstreamErrorLabel, type ProxyMetrics } from '../metrics/metrics.js';
 import { decide, type Decision } from '../routing/decide.js';
 import type { RoutingTable } from '../routing/table.js';
 import type { BuilderDirectory } from './builder-directory.js';
-import type { Forwarder } from './forward.js';
+import type { Forwarder, RequestBody } from './forward.js';
 import { upstreamHeaders } from './headers.js';
 import { gatherFacts, type GatheredFacts } from './facts.js';
-import { peekBody } from './peek.js';
+import { peekBody, type PeekedBody } from './peek.js';
 
 export interface ProxyDeps {
   /** The routing table in force; called once per request. */
@@ -48,9 +49,33 @@ export function originFormTarget(url: string | undefined): string | undefined {
   }
 }
 
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+/**
+ * The body to send upstream, and its size for the byte counters: the peeked
+ * bytes, or the client's stream as is. Only a chunked body of unknown length
+ * passes through a counter, to keep the common path free of extra streams.
+ */
+function requestBody(req: IncomingMessage, peeked: PeekedBody | undefined, size: (bytes: number) => void): RequestBody {
+  if (peeked?.complete) {
+    size(peeked.body.length);
+    return peeked.body;
+  }
+  const declared = req.headers['content-length'];
+  if (declared !== undefined) {
+    size(Number(declared) || 0);
+    return declared === '0' ? null : (peeked?.body ?? req);
+  }
+  if (req.headers['transfer-encoding'] === undefined) return null;
+  let counted = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      counted += chunk.length;
+      size(counted);
+      done(null, chunk);
+    },
+  });
+  // pipeline, not pipe: a client breaking off its body must also end the counter's stream.
+  pipeline(peeked?.body ?? req, counter, () => undefined);
+  return counter;
 }
 
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
@@ -74,14 +99,15 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
   const queryAt = target?.indexOf('?') ?? -1;
   const pathname = target === undefined ? '' : queryAt === -1 ? target : target.slice(0, queryAt);
 
+  let jobTypeLabel = 'none';
+  let requestBytes = 0;
+  let responseBytes = 0;
   res.once('close', () => {
     if (!res.writableFinished && status === 0) status = CLIENT_CLOSED;
     const seconds = (performance.now() - started) / 1000;
     const backend = decision?.backend.name ?? 'none';
-    const jobType = deps.metrics.jobTypeLabel(table, decision?.jobType);
-    const methodLabel = deps.metrics.methodLabel(method);
-    deps.metrics.requests.inc({ backend, job_type: jobType, method: methodLabel, code: String(status || res.statusCode) });
-    deps.metrics.duration.observe({ backend, job_type: jobType, method: methodLabel }, seconds);
+    if (decision) deps.metrics.inFlight.dec({ backend, job_type: jobTypeLabel });
+    deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code: status || res.statusCode, seconds, requestBytes, responseBytes });
     deps.logger.info('request', {
       requestId,
       method,
@@ -114,6 +140,9 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     }
     decision = decide(table, gathered.facts);
     const backend = decision.backend;
+    jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
+    deps.metrics.decided(decision.route?.pattern, decision.reason, backend.name);
+    deps.metrics.inFlight.inc({ backend: backend.name, job_type: jobTypeLabel });
     res.setHeader('x-strangler-backend', backend.name);
     if (decision.jobType !== undefined) res.setHeader('x-strangler-job-type', decision.jobType);
 
@@ -121,14 +150,16 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       requestId,
       ...(backend.preserveHost ? {} : { backendHost: new URL(backend.origin).host }),
     });
-    const body = gathered.peeked ? gathered.peeked.body : hasBody(req) ? req : null;
+    const body = requestBody(req, gathered.peeked, (n) => (requestBytes = n));
     const result = await deps.forwarder.forward(backend, { method, url: target, headers, body }, res);
+    responseBytes = result.responseBytes;
 
     if (result.ok) {
       status = result.status;
       return;
     }
     failureKind = result.failure.kind;
+    if (result.failure.kind !== 'client-aborted') deps.metrics.upstreamErrors.inc({ backend: backend.name, job_type: jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
     if (result.failure.kind === 'client-aborted') {
       status = CLIENT_CLOSED;
       res.destroy();

@@ -22,6 +22,18 @@ export interface Backend {
   readonly bodyIdleTimeoutMs: number;
   /** Send the client's Host header upstream (true) or the backend's own (false). */
   readonly preserveHost: boolean;
+  readonly health: HealthCheck;
+}
+
+/** The active health probe: GET `path` every `intervalMs` (0: never); any answer below 500 counts as healthy. */
+export interface HealthCheck {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Consecutive good probes that bring a down backend back up. */
+  readonly healthyThreshold: number;
+  /** Consecutive failed probes that mark an up backend down. */
+  readonly unhealthyThreshold: number;
 }
 
 export interface RouteTarget {

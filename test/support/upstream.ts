@@ -21,7 +21,10 @@ export interface TestUpstream {
   readonly url: string;
   readonly port: number;
   readonly server: Server;
+  /** Requests received, health probes excepted. */
   readonly received: Received[];
+  /** The proxy's health probes, kept apart so tests can count client traffic exactly. */
+  readonly probes: Received[];
   /** Replaces the handler for later requests. */
   handle(handler: UpstreamHandler): void;
   close(): Promise<void>;
@@ -36,6 +39,7 @@ export const echo: (name: string) => UpstreamHandler = (name) => (_req, res, rec
 
 export async function startUpstream(name: string, handler: UpstreamHandler = echo(name), port = 0): Promise<TestUpstream> {
   const received: Received[] = [];
+  const probes: Received[] = [];
   let current = handler;
   const sockets = new Set<Socket>();
   const server = createServer(async (req, res) => {
@@ -46,6 +50,11 @@ export async function startUpstream(name: string, handler: UpstreamHandler = ech
       return; // the proxy gave up on the request body
     }
     const record: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks) };
+    if (req.headers['user-agent'] === 'strangler-proxy health probe') {
+      probes.push(record);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return void res.end('ok');
+    }
     received.push(record);
     await current(req, res, record);
   });
@@ -64,6 +73,7 @@ export async function startUpstream(name: string, handler: UpstreamHandler = ech
     port: actualPort,
     server,
     received,
+    probes,
     handle: (h) => {
       current = h;
     },
