@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   BACKEND_RESET: { status: 502, meaning: 'the connection to the backend broke after the request was sent; it may have been received' },
   BACKEND_CONNECT_TIMEOUT: { status: 504, meaning: 'no connection to the backend within its connect timeout: nothing reached it' },
   BACKEND_TIMEOUT: { status: 504, meaning: 'the backend did not answer within its response timeout; the request may have been received' },
+  BACKEND_UNAVAILABLE: { status: 503, meaning: 'the backend is marked unavailable (circuit open or health probes failing) and the route has no fallback: nothing was sent' },
   BACKEND_ERROR: { status: 502, meaning: 'the backend failed in another way' },
   BAD_REQUEST: { status: 400, meaning: 'the request could not be read (malformed URL, broken body)' },
   USAGE: { status: 400, meaning: 'a command line was not understood' },

@@ -36,11 +36,13 @@ export async function explainRequest(table: RoutingTable, input: ExplainInput, b
   const headers: IncomingHttpHeaders = {};
   for (const [k, v] of Object.entries(input.headers ?? {})) headers[k.toLowerCase()] = v;
   const pathname = input.path.split('?', 1)[0]!;
+  const search = input.path.slice(pathname.length + 1);
   const body = input.body ?? Buffer.alloc(0);
   const gathered = await gatherFacts(
     {
       method,
       pathname,
+      search,
       headers,
       peekBody: async (limit) => (body.length <= limit ? { complete: true, body } : { complete: false, body: Readable.from([body]) }),
     },

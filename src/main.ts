@@ -11,7 +11,9 @@ import { createLogger, type Logger } from './logging/logger.js';
 import { ProxyMetrics } from './metrics/metrics.js';
 import { BuilderDirectory } from './proxy/builder-directory.js';
 import { Forwarder } from './proxy/forward.js';
+import { CircuitBreakers } from './proxy/circuit.js';
 import { HealthMonitor } from './proxy/health.js';
+import { Shadower } from './proxy/shadow.js';
 import { createProxyServer } from './proxy/server.js';
 
 export interface StartOptions {
@@ -51,13 +53,27 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const metrics = new ProxyMetrics();
   metrics.tableLoaded(initial);
   const health = new HealthMonitor();
-  health.on('probe', (state) => metrics.backendUp.set({ backend: state.backend }, state.up ? 1 : 0));
+  health.on('probe', (state) => {
+    if (state.up !== undefined) metrics.backendUp.set({ backend: state.backend }, state.up ? 1 : 0);
+  });
   health.on('change', (state) => {
     if (state.up) logger.info('backend up: health probes answer again', { backend: state.backend });
     else logger.warn('backend down: health probes fail', { backend: state.backend, error: state.lastError });
   });
   health.follow(initial);
+  const breakers = new CircuitBreakers();
+  const showCircuits = (table: typeof initial) => {
+    metrics.circuitState.reset();
+    for (const name of table.backends.keys()) metrics.setCircuitState(name, breakers.state(name));
+  };
+  showCircuits(initial);
+  breakers.on('change', (backend, state) => {
+    metrics.setCircuitState(backend, state);
+    if (state === 'open') logger.warn('circuit open: requests to this backend are held off', { backend, retryAfterSeconds: breakers.retryAfterSeconds(backend) });
+    else logger.info(`circuit ${state}`, { backend });
+  });
   const forwarder = new Forwarder();
+  const shadower = new Shadower(forwarder, metrics, logger);
   const builders = new BuilderDirectory({
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
   });
@@ -69,6 +85,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     if (event.result === 'success') {
       metrics.tableLoaded(event.table);
       health.follow(event.table);
+      breakers.retainOnly(event.table.backends.keys());
+      showCircuits(event.table);
       forwarder.retainOnly(event.table.backends.values());
       logger.info('routes reloaded', { file: store.file, trigger: event.trigger, hash: event.hash, routes: event.table.routes.length });
     } else {
@@ -76,7 +94,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     }
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, metrics, logger });
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, logger });
   const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0');
   const adminHttp = createServer(createAdminApp({ metrics, isReady: () => listening && !draining }));
   const adminAddress = await listen(adminHttp, options.adminPort, options.adminHost ?? '127.0.0.1');

@@ -4,7 +4,7 @@
  * caller supplies where the file came from.
  */
 import picomatch from 'picomatch';
-import type { Backend, PatternKind, Route, RoutingTable, TableSource } from '../routing/table.js';
+import type { Backend, PatternKind, Route, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
 import type { Problem, RawConfig, RawRoute } from './schema.js';
 
 export const DEFAULTS = {
@@ -14,6 +14,8 @@ export const DEFAULTS = {
   bodyPeekLimitBytes: 1024 * 1024,
   maxOtherJobTypeLabels: 100,
   health: { path: '/', intervalMs: 5_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
+  circuit: { failureThreshold: 5, coolDownMs: 10_000 },
+  shadow: { maxInFlight: 64, maxBodyBytes: 1024 * 1024, timeoutMs: 10_000, mismatchLogsPerMinute: 10 },
 } as const;
 
 export type CompileResult = { ok: true; table: RoutingTable } | { ok: false; problems: Problem[] };
@@ -66,6 +68,7 @@ export function compileConfig(raw: RawConfig, source: TableSource): CompileResul
     settings: Object.freeze({
       bodyPeekLimitBytes: raw.settings?.bodyPeekLimitBytes ?? DEFAULTS.bodyPeekLimitBytes,
       maxOtherJobTypeLabels: raw.settings?.maxOtherJobTypeLabels ?? DEFAULTS.maxOtherJobTypeLabels,
+      shadow: Object.freeze({ ...DEFAULTS.shadow, ...definedOnly(raw.settings?.shadow ?? {}) }),
     }),
     source: Object.freeze({ ...source }),
     exactRoutes,
@@ -112,6 +115,7 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
           healthyThreshold: spec.health?.healthyThreshold ?? DEFAULTS.health.healthyThreshold,
           unhealthyThreshold: spec.health?.unhealthyThreshold ?? DEFAULTS.health.unhealthyThreshold,
         }),
+        circuit: Object.freeze({ ...DEFAULTS.circuit, ...definedOnly(spec.circuit ?? {}) }),
       }),
     );
   }
@@ -145,6 +149,17 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     if (targets.length === 0) problems.push({ path: [...here, 'split'], message: 'weights add up to 0; expected at least one weight above 0' });
   }
 
+  const stickyBy = (raw.stickyBy ?? []).map((source): StickySource => {
+    const colon = source.indexOf(':');
+    return Object.freeze({ from: source.slice(0, colon) as StickySource['from'], name: source.slice(colon + 1) });
+  });
+  if (stickyBy.length > 0 && !hasSplit) problems.push({ path: [...here, 'stickyBy'], message: 'stickyBy applies to split routes only; expected a "split:" on this route' });
+
+  if (raw.fallback !== undefined && raw.fallback !== null && !backends.has(raw.fallback)) {
+    problems.push({ path: [...here, 'fallback'], message: unknownBackend(raw.fallback, names) });
+  }
+  const shadow = compileShadow(raw.shadow, [...here, 'shadow'], backends, problems);
+
   const pattern = compilePattern(raw.jobType, [...here, 'jobType'], problems);
   if (problems.length > before || !pattern) return undefined;
   const totalWeight = targets.reduce((sum, t) => sum + t.weight, 0);
@@ -155,8 +170,40 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     targets: Object.freeze(targets.map((t) => Object.freeze(t))),
     totalWeight,
     isSplit: hasSplit,
+    stickyBy: Object.freeze(stickyBy),
+    retries: raw.retries ?? 0,
+    ...(raw.fallback ? { fallback: raw.fallback } : {}),
+    ...(shadow ? { shadow } : {}),
     ...(pattern.test ? { test: pattern.test } : {}),
   });
+}
+
+const SHADOW_KEYS = ['backend', 'percent', 'mutating', 'ignoreFields'];
+
+/** `shadow: NAME` or `shadow: { backend, percent, mutating, ignoreFields }`. */
+function compileShadow(raw: unknown, path: (string | number)[], backends: Map<string, Backend>, problems: Problem[]): ShadowSpec | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  const spec = typeof raw === 'string' ? { backend: raw } : (raw as Record<string, unknown>);
+  if (typeof spec !== 'object' || Array.isArray(spec)) {
+    problems.push({ path, message: 'expected a backend name or { backend: NAME, percent: 0-100, mutating: false, ignoreFields: [...] }' });
+    return undefined;
+  }
+  const before = problems.length;
+  for (const key of Object.keys(spec)) {
+    if (!SHADOW_KEYS.includes(key)) problems.push({ path: [...path, key], atKey: true, message: `unknown key "${key}"; expected one of: ${SHADOW_KEYS.join(', ')}` });
+  }
+  const { backend, percent = 100, mutating = false, ignoreFields = [] } = spec;
+  if (typeof backend !== 'string') problems.push({ path, message: 'missing required field "backend". Example: shadow: { backend: taskservice, percent: 10 }' });
+  else if (!backends.has(backend)) problems.push({ path: typeof raw === 'string' ? path : [...path, 'backend'], message: unknownBackend(backend, [...backends.keys()]) });
+  if (typeof percent !== 'number' || !(percent >= 0 && percent <= 100)) problems.push({ path: [...path, 'percent'], message: 'expected a number from 0 to 100' });
+  if (typeof mutating !== 'boolean') problems.push({ path: [...path, 'mutating'], message: 'expected true or false' });
+  if (!Array.isArray(ignoreFields) || !ignoreFields.every((f) => typeof f === 'string')) problems.push({ path: [...path, 'ignoreFields'], message: 'expected a list of field names' });
+  if (problems.length > before) return undefined;
+  return Object.freeze({ backend: backend as string, percent: percent as number, mutating: mutating as boolean, ignoreFields: new Set(ignoreFields as string[]) });
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
 }
 
 const REGEX_LITERAL = /^\/(.+)\/([i]?)$/s;

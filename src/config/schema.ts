@@ -13,9 +13,15 @@ export interface RawHealth {
   unhealthyThreshold?: number;
 }
 
+export interface RawCircuit {
+  failureThreshold?: number;
+  coolDownMs?: number;
+}
+
 export interface RawBackend {
   url: string;
   health?: RawHealth;
+  circuit?: RawCircuit;
   legacy?: boolean;
   connectTimeoutMs?: number;
   responseTimeoutMs?: number;
@@ -23,15 +29,34 @@ export interface RawBackend {
   preserveHost?: boolean;
 }
 
+export interface RawShadow {
+  backend: string;
+  percent?: number;
+  mutating?: boolean;
+  ignoreFields?: string[];
+}
+
 export interface RawRoute {
   jobType: string;
   backend?: string;
   split?: Record<string, number>;
+  stickyBy?: string[];
+  shadow?: string | RawShadow;
+  fallback?: string;
+  retries?: number;
+}
+
+export interface RawShadowSettings {
+  maxInFlight?: number;
+  maxBodyBytes?: number;
+  timeoutMs?: number;
+  mismatchLogsPerMinute?: number;
 }
 
 export interface RawSettings {
   bodyPeekLimitBytes?: number;
   maxOtherJobTypeLabels?: number;
+  shadow?: RawShadowSettings;
 }
 
 export interface RawConfig {
@@ -42,6 +67,8 @@ export interface RawConfig {
 }
 
 export const BACKEND_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{0,62}$';
+/** `header:NAME`, `query:NAME` or `param:NAME` (a JSON-RPC param of a force call). */
+export const STICKY_SOURCE_PATTERN = '^(header|query|param):[A-Za-z0-9_.-]{1,128}$';
 
 const timeout = { type: 'integer', minimum: 1, maximum: 3_600_000, nullable: true } as const;
 
@@ -78,6 +105,15 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
               unhealthyThreshold: { type: 'integer', minimum: 1, maximum: 100, nullable: true },
             },
           },
+          circuit: {
+            type: 'object',
+            nullable: true,
+            additionalProperties: false,
+            properties: {
+              failureThreshold: { type: 'integer', minimum: 0, maximum: 10_000, nullable: true },
+              coolDownMs: { type: 'integer', minimum: 1, maximum: 3_600_000, nullable: true },
+            },
+          },
         },
       },
     },
@@ -99,6 +135,20 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
             required: [],
             additionalProperties: { type: 'number', minimum: 0, maximum: 1_000_000 },
           },
+          stickyBy: {
+            type: 'array',
+            nullable: true,
+            minItems: 1,
+            maxItems: 16,
+            items: { type: 'string', pattern: STICKY_SOURCE_PATTERN },
+          },
+          shadow: {
+            // JSONSchemaType cannot express "string or object" here; compile.ts checks the shape.
+            type: ['string', 'object'] as unknown as 'string',
+            nullable: true,
+          } as never,
+          fallback: { type: 'string', nullable: true },
+          retries: { type: 'integer', minimum: 0, maximum: 5, nullable: true },
         },
       },
     },
@@ -109,13 +159,24 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
       properties: {
         bodyPeekLimitBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024, nullable: true },
         maxOtherJobTypeLabels: { type: 'integer', minimum: 0, maximum: 10_000, nullable: true },
+        shadow: {
+          type: 'object',
+          nullable: true,
+          additionalProperties: false,
+          properties: {
+            maxInFlight: { type: 'integer', minimum: 0, maximum: 100_000, nullable: true },
+            maxBodyBytes: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024, nullable: true },
+            timeoutMs: timeout,
+            mismatchLogsPerMinute: { type: 'integer', minimum: 0, maximum: 10_000, nullable: true },
+          },
+        },
       },
     },
   },
 };
 
 // verbose: errors carry their parentSchema, which lists the keys allowed where an unknown one was found.
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, allowUnionTypes: true });
 export const validateShape = ajv.compile(CONFIG_SCHEMA);
 
 export type PathSegment = string | number;
@@ -184,7 +245,8 @@ export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Pr
         break;
       case 'pattern':
         if (error.propertyName === undefined) {
-          problems.push({ path, message: `expected a path starting with "/", got ${describe(actual)}` });
+          const sticky = error.params.pattern === STICKY_SOURCE_PATTERN;
+          problems.push({ path, message: sticky ? `expected header:NAME, query:NAME or param:NAME, got ${describe(actual)}` : `expected a path starting with "/", got ${describe(actual)}` });
         } else {
           problems.push({
             path: [...path, error.propertyName],

@@ -126,6 +126,42 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
+  readonly shadowRequests = new Counter({
+    name: 'strangler_shadow_requests_total',
+    help: 'Shadow copies by shadow backend, job type and result: match, mismatch, error (the copy failed), dropped (too many in flight), skipped_mutating, skipped_body.',
+    labelNames: ['backend', 'job_type', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly shadowInFlight = new Gauge({
+    name: 'strangler_shadow_requests_in_flight',
+    help: 'Shadow copies awaiting an answer.',
+    registers: [this.registry],
+  });
+  readonly circuitState = new Gauge({
+    name: 'strangler_backend_circuit_state',
+    help: 'The circuit breaker of each backend: 1 for its current state (closed, open, half-open), 0 for the others.',
+    labelNames: ['backend', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly fallbacks = new Counter({
+    name: 'strangler_fallbacks_total',
+    help: "Requests sent to a route's fallback backend because they provably never reached their own (cause: circuit_open, refused, dns, connect_timeout).",
+    labelNames: ['from', 'to', 'cause'] as const,
+    registers: [this.registry],
+  });
+  readonly retries = new Counter({
+    name: 'strangler_retries_total',
+    help: 'Safe-method requests (GET, HEAD, OPTIONS) sent again after a failure, on routes that allow retries.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+  readonly unavailable = new Counter({
+    name: 'strangler_unavailable_total',
+    help: 'Requests answered 503 by the proxy because their backend was marked unavailable (circuit open or health probes failing) and no fallback applied.',
+    labelNames: ['backend', 'job_type'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
@@ -143,6 +179,10 @@ export class ProxyMetrics {
     for (const name of table.exactRoutes.keys()) this.knownJobTypes.add(name);
     // Backends gone from the file leave no stale series behind.
     this.backendUp.reset();
+  }
+
+  setCircuitState(backend: string, state: 'closed' | 'open' | 'half-open'): void {
+    for (const s of ['closed', 'open', 'half-open'] as const) this.circuitState.set({ backend, state: s }, s === state ? 1 : 0);
   }
 
   /** Builder names from the legacy master: the job types the migration has to move. */

@@ -7,13 +7,15 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestFacts } from '../routing/decide.js';
 import { builderFromPath, buildersFromForceBody, isForceCall } from '../routing/extract.js';
-import type { RoutingTable } from '../routing/table.js';
+import type { RoutingTable, StickySource } from '../routing/table.js';
 import type { BuilderDirectory } from './builder-directory.js';
 import type { PeekedBody } from './peek.js';
 
 export interface RequestView {
   method: string;
   pathname: string;
+  /** The query string without "?", or "". */
+  search: string;
   headers: IncomingHttpHeaders;
   /** Reads up to `limit` bytes of the body, keeping every byte for the backend. */
   peekBody(limit: number): Promise<PeekedBody>;
@@ -35,23 +37,49 @@ export async function gatherFacts(request: RequestView, table: RoutingTable, bui
     return name === undefined ? [] : [name];
   };
 
-  const inPath = builderFromPath(request.pathname);
-  if (inPath?.kind === 'name') return { facts: { headerJobType, jobTypes: [inPath.name] } };
-  if (inPath?.kind === 'id') return { facts: { headerJobType, jobTypes: await byId(inPath.id) } };
+  let params: Readonly<Record<string, unknown>> | undefined;
+  const sticky = stickyLookup(request, () => params);
 
-  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) return { facts: { headerJobType } };
+  const inPath = builderFromPath(request.pathname);
+  if (inPath?.kind === 'name') return { facts: { headerJobType, jobTypes: [inPath.name], sticky } };
+  if (inPath?.kind === 'id') return { facts: { headerJobType, jobTypes: await byId(inPath.id), sticky } };
+
+  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) return { facts: { headerJobType, sticky } };
 
   const peeked = await request.peekBody(table.settings.bodyPeekLimitBytes);
-  if (!peeked.complete) return { facts: { unparsedBody: true }, peeked };
+  if (!peeked.complete) return { facts: { unparsedBody: true, sticky }, peeked };
   const named = buildersFromForceBody(peeked.body);
+  if (named.kind !== 'unparsed') params = named.params;
   switch (named.kind) {
     case 'names':
-      return { facts: { jobTypes: named.names }, peeked };
+      return { facts: { jobTypes: named.names, sticky }, peeked };
     case 'id':
-      return { facts: { jobTypes: await byId(named.id) }, peeked };
+      return { facts: { jobTypes: await byId(named.id), sticky }, peeked };
     case 'unparsed':
-      return { facts: { unparsedBody: true }, peeked };
+      return { facts: { unparsedBody: true, sticky }, peeked };
     case 'none':
-      return { facts: {}, peeked };
+      return { facts: { sticky }, peeked };
   }
+}
+
+/** Finds sticky keys in a request: a header, a query parameter, or a param of the force call. */
+function stickyLookup(request: RequestView, params: () => Readonly<Record<string, unknown>> | undefined): (source: StickySource) => string | undefined {
+  let query: URLSearchParams | undefined;
+  return (source) => {
+    switch (source.from) {
+      case 'header': {
+        const value = request.headers[source.name.toLowerCase()];
+        return Array.isArray(value) ? value[0] : value;
+      }
+      case 'query':
+        query ??= new URLSearchParams(request.search);
+        return query.get(source.name) ?? undefined;
+      case 'param': {
+        const p = params();
+        // SECURITY: own properties only.
+        const value = p && Object.hasOwn(p, source.name) ? p[source.name] : undefined;
+        return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+      }
+    }
+  };
 }

@@ -14,6 +14,7 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type HeaderMap } from './headers.js';
+import type { CapturedResponse } from './compare.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
 export type RequestBody = Buffer | Readable | IncomingMessage | null;
@@ -24,10 +25,12 @@ export interface ForwardRequest {
   url: string;
   headers: HeaderMap;
   body: RequestBody;
+  /** Keep a copy of up to this many response bytes (for shadow comparison); the client's stream is unaffected. */
+  captureBytes?: number;
 }
 
 export type ForwardResult =
-  | { ok: true; status: number; responseBytes: number }
+  | { ok: true; status: number; responseBytes: number; captured?: CapturedResponse }
   /** `responseStarted`: the backend's status line was already sent on, so the client cannot get an error answer. */
   | { ok: false; failure: UpstreamFailure; responseStarted: boolean; responseBytes: number; error: unknown };
 
@@ -46,6 +49,9 @@ export class Forwarder {
     return new Promise((resolve) => {
       let status = 0;
       let responseBytes = 0;
+      let contentType: string | undefined;
+      const captureLimit = request.captureBytes ?? 0;
+      let captured: Buffer[] | undefined = captureLimit > 0 ? [] : undefined;
       let controller: Dispatcher.DispatchController | undefined;
       let settled = false;
 
@@ -70,11 +76,16 @@ export class Forwarder {
         onResponseStart(_c, statusCode, headers, statusMessage) {
           if (statusCode < 200) return; // 1xx informational; the final answer follows
           status = statusCode;
+          contentType = typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined;
           if (statusMessage) res.writeHead(statusCode, statusMessage, downstreamHeaders(headers));
           else res.writeHead(statusCode, downstreamHeaders(headers));
         },
         onResponseData(c, chunk) {
           responseBytes += chunk.length;
+          if (captured) {
+            if (responseBytes <= captureLimit) captured.push(Buffer.from(chunk));
+            else captured = undefined; // too large to compare: the status alone will be
+          }
           if (!res.write(chunk)) {
             c.pause();
             res.once('drain', resumeBackend);
@@ -82,7 +93,8 @@ export class Forwarder {
         },
         onResponseEnd() {
           res.end();
-          settle({ ok: true, status, responseBytes });
+          const copy = captureLimit > 0 ? { status, contentType, body: captured ? Buffer.concat(captured) : undefined } : undefined;
+          settle({ ok: true, status, responseBytes, ...(copy ? { captured: copy } : {}) });
         },
         onResponseError(_c, error) {
           settle({ ok: false, failure: classifyUpstreamError(error), responseStarted: status !== 0, responseBytes, error });
@@ -107,6 +119,33 @@ export class Forwarder {
         settle({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
       }
     });
+  }
+
+  /**
+   * Sends a copy of a request (shadow traffic) and reads the answer, up to
+   * `limit` bytes; never touches a client. Throws on failure or timeout.
+   */
+  async copy(backend: Backend, request: Omit<ForwardRequest, 'body'> & { body: Buffer | null }, limit: number, timeoutMs: number): Promise<CapturedResponse> {
+    const response = await this.poolFor(backend).request({
+      path: backend.basePath + request.url,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: request.headers,
+      body: request.body,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of response.body) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        response.body.destroy();
+        return { status: response.statusCode, contentType: contentTypeOf(response.headers), body: undefined };
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return { status: response.statusCode, contentType: contentTypeOf(response.headers), body: Buffer.concat(chunks) };
   }
 
   private poolFor(backend: Backend): Pool {
@@ -141,6 +180,11 @@ export class Forwarder {
     this.pools.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
+}
+
+function contentTypeOf(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const value = headers['content-type'];
+  return typeof value === 'string' ? value : undefined;
 }
 
 function poolKey(backend: Backend): string {

@@ -10,7 +10,10 @@ import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { upstreamErrorLabel, type ProxyMetrics } from '../metrics/metrics.js';
 import { decide, type Decision } from '../routing/decide.js';
-import type { RoutingTable } from '../routing/table.js';
+import type { Backend, RoutingTable } from '../routing/table.js';
+import type { CircuitBreakers } from './circuit.js';
+import type { HealthMonitor } from './health.js';
+import { isMutating, type Shadower } from './shadow.js';
 import type { BuilderDirectory } from './builder-directory.js';
 import type { Forwarder, RequestBody } from './forward.js';
 import { upstreamHeaders } from './headers.js';
@@ -22,8 +25,17 @@ export interface ProxyDeps {
   currentTable: () => RoutingTable;
   forwarder: Forwarder;
   builders: BuilderDirectory;
+  breakers: CircuitBreakers;
+  health: Pick<HealthMonitor, 'state'>;
+  shadower: Shadower;
   metrics: ProxyMetrics;
   logger: Logger;
+}
+
+/** A backend takes requests unless its circuit is open or its health probes say it is down. */
+function isAvailable(deps: ProxyDeps, backend: Backend): boolean {
+  if (deps.health.state(backend.name)?.up === false) return false;
+  return deps.breakers.allow(backend);
 }
 
 /** Status recorded when the client hung up before getting an answer (nginx's convention). */
@@ -95,18 +107,22 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
   let failureKind: string | undefined;
   let status = 0;
 
-  const target = originFormTarget(req.url);
-  const queryAt = target?.indexOf('?') ?? -1;
-  const pathname = target === undefined ? '' : queryAt === -1 ? target : target.slice(0, queryAt);
+  const originTarget = originFormTarget(req.url);
+  const queryAt = originTarget?.indexOf('?') ?? -1;
+  const pathname = originTarget === undefined ? '' : queryAt === -1 ? originTarget : originTarget.slice(0, queryAt);
 
   let jobTypeLabel = 'none';
   let requestBytes = 0;
   let responseBytes = 0;
+  let served: Backend | undefined;
+  let sticky: string | undefined;
+  let failover: string | undefined;
+  let shadowNote: string | undefined;
+  let retries = 0;
   res.once('close', () => {
     if (!res.writableFinished && status === 0) status = CLIENT_CLOSED;
     const seconds = (performance.now() - started) / 1000;
-    const backend = decision?.backend.name ?? 'none';
-    if (decision) deps.metrics.inFlight.dec({ backend, job_type: jobTypeLabel });
+    const backend = served?.name ?? 'none';
     deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code: status || res.statusCode, seconds, requestBytes, responseBytes });
     deps.logger.info('request', {
       requestId,
@@ -118,19 +134,23 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       jobType: decision?.jobType,
       rule: decision?.route?.pattern,
       reason: decision?.reason,
+      sticky,
+      fallback: failover,
+      retries: retries || undefined,
+      shadow: shadowNote,
       error: failureKind,
     });
   });
 
   try {
-    if (target === undefined) {
+    if (originTarget === undefined) {
       status = 400;
       return sendError(res, 'BAD_REQUEST', 'the request target is not a path', undefined);
     }
 
     let gathered: GatheredFacts;
     try {
-      gathered = await gatherFacts({ method, pathname, headers: req.headers, peekBody: (limit) => peekBody(req, limit) }, table, deps.builders);
+      gathered = await gatherFacts({ method, pathname, search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1), headers: req.headers, peekBody: (limit) => peekBody(req, limit) }, table, deps.builders);
     } catch {
       // Reading the body failed: the client hung up mid-body. Nobody is left to answer.
       failureKind = 'client-aborted';
@@ -139,49 +159,95 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       return;
     }
     decision = decide(table, gathered.facts);
-    const backend = decision.backend;
     jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
-    deps.metrics.decided(decision.route?.pattern, decision.reason, backend.name);
-    deps.metrics.inFlight.inc({ backend: backend.name, job_type: jobTypeLabel });
-    res.setHeader('x-strangler-backend', backend.name);
+    deps.metrics.decided(decision.route?.pattern, decision.reason, decision.backend.name);
     if (decision.jobType !== undefined) res.setHeader('x-strangler-job-type', decision.jobType);
+    sticky = decision.sticky?.source;
 
-    const headers = upstreamHeaders(req, {
-      requestId,
-      ...(backend.preserveHost ? {} : { backendHost: new URL(backend.origin).host }),
-    });
+    const route = decision.route;
+    const primary = decision.backend;
+    const fallback = route?.fallback !== undefined && route.fallback !== primary.name ? table.backends.get(route.fallback) : undefined;
     const body = requestBody(req, gathered.peeked, (n) => (requestBytes = n));
-    const result = await deps.forwarder.forward(backend, { method, url: target, headers, body }, res);
-    responseBytes = result.responseBytes;
+    // Only a body we hold whole can be sent a second time; a streamed one is gone once read.
+    const replayable = body === null || Buffer.isBuffer(body);
 
-    if (result.ok) {
-      status = result.status;
-      return;
+    let target = primary;
+    if (!isAvailable(deps, primary)) {
+      if (fallback && replayable && isAvailable(deps, fallback)) {
+        failover = 'circuit-open';
+        deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: 'circuit_open' });
+        target = fallback;
+      } else {
+        served = primary;
+        status = 503;
+        deps.metrics.unavailable.inc({ backend: primary.name, job_type: jobTypeLabel });
+        res.setHeader('x-strangler-backend', primary.name);
+        res.setHeader('retry-after', String(deps.breakers.retryAfterSeconds(primary.name)));
+        return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, decision);
+      }
     }
-    failureKind = result.failure.kind;
-    if (result.failure.kind !== 'client-aborted') deps.metrics.upstreamErrors.inc({ backend: backend.name, job_type: jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
-    if (result.failure.kind === 'client-aborted') {
-      status = CLIENT_CLOSED;
-      res.destroy();
-      return;
+
+    const shadowTicket = deps.shadower.start(table, decision, { method, url: originTarget, pathname, headers: upstreamHeaders(req, { requestId }), body, requestId, jobTypeLabel });
+    shadowNote = shadowTicket?.note;
+    const captureBytes = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
+
+    for (let attempt = 0; ; attempt++) {
+      served = target;
+      deps.metrics.inFlight.inc({ backend: target.name, job_type: jobTypeLabel });
+      res.setHeader('x-strangler-backend', target.name);
+      const headers = upstreamHeaders(req, { requestId, ...(target.preserveHost ? {} : { backendHost: new URL(target.origin).host }) });
+      const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes }, res);
+      deps.metrics.inFlight.dec({ backend: target.name, job_type: jobTypeLabel });
+      responseBytes = result.responseBytes;
+
+      if (result.ok) {
+        status = result.status;
+        if (status === 502 || status === 503 || status === 504) deps.breakers.failed(target);
+        else deps.breakers.succeeded(target);
+        if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(result.captured);
+        return;
+      }
+      if (shadowTicket?.note === 'sent' && attempt === 0) shadowTicket.primaryDone(undefined);
+
+      failureKind = result.failure.kind;
+      if (result.failure.kind === 'client-aborted') {
+        status = CLIENT_CLOSED;
+        res.destroy();
+        return;
+      }
+      deps.breakers.failed(target);
+      deps.metrics.upstreamErrors.inc({ backend: target.name, job_type: jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
+      deps.logger.warn('backend failed', {
+        requestId,
+        backend: target.name,
+        url: target.url,
+        jobType: decision.jobType,
+        kind: result.failure.kind,
+        mayHaveReachedBackend: result.failure.mayHaveReachedBackend,
+        detail: (result.error as Error)?.message,
+      });
+      if (result.responseStarted || res.headersSent) {
+        // The status line is out: the only honest signal left is to cut the connection.
+        status = result.responseStarted ? res.statusCode : 502;
+        res.destroy();
+        return;
+      }
+      // SAFETY: a request goes elsewhere only if it provably never reached its backend.
+      if (!result.failure.mayHaveReachedBackend && fallback && target !== fallback && replayable && isAvailable(deps, fallback)) {
+        failover = result.failure.kind;
+        deps.metrics.fallbacks.inc({ from: target.name, to: fallback.name, cause: upstreamErrorLabel(result.failure.kind) });
+        target = fallback;
+        continue;
+      }
+      // Safe methods may be sent again where the route allows; anything else never is.
+      if (!isMutating(method) && replayable && route !== undefined && attempt < route.retries) {
+        retries++;
+        deps.metrics.retries.inc({ backend: target.name });
+        continue;
+      }
+      status = ERROR_CODES[result.failure.code].status;
+      return sendError(res, result.failure.code, `backend ${target.name}: ${result.failure.message}`, decision);
     }
-    deps.logger.warn('backend failed', {
-      requestId,
-      backend: backend.name,
-      url: backend.url,
-      jobType: decision.jobType,
-      kind: result.failure.kind,
-      mayHaveReachedBackend: result.failure.mayHaveReachedBackend,
-      detail: (result.error as Error)?.message,
-    });
-    if (result.responseStarted || res.headersSent) {
-      // The status line is out: the only honest signal left is to cut the connection.
-      status = result.responseStarted ? res.statusCode : 502;
-      res.destroy();
-      return;
-    }
-    status = ERROR_CODES[result.failure.code].status;
-    sendError(res, result.failure.code, `backend ${backend.name}: ${result.failure.message}`, decision);
   } catch (error) {
     // A fault of ours: say so once in the log with an id the client also gets.
     deps.logger.error('internal error', { requestId, error: (error as Error)?.stack ?? String(error) });

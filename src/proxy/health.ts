@@ -113,7 +113,8 @@ export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; 
     s.consecutiveSuccesses = ok ? s.consecutiveSuccesses + 1 : 0;
     s.consecutiveFailures = ok ? 0 : s.consecutiveFailures + 1;
     const before = s.up;
-    if (s.up === undefined) s.up = ok;
+    // An unknown backend is presumed up: it takes the same run of failures as an up one to be marked down.
+    if (s.up === undefined) s.up = ok ? true : s.consecutiveFailures >= h.unhealthyThreshold ? false : undefined;
     else if (s.up && s.consecutiveFailures >= h.unhealthyThreshold) s.up = false;
     else if (!s.up && s.consecutiveSuccesses >= h.healthyThreshold) s.up = true;
     this.emit('probe', { ...s });

@@ -31,7 +31,7 @@ export function createProxyServer(deps: ProxyDeps): http.Server {
     const target = originFormTarget(req.url);
     if (target === undefined) return rejectUpgrade(socket, 400, 'Bad Request');
     const pathname = target.split('?', 1)[0]!;
-    gatherFacts({ method: 'GET', pathname, headers: req.headers, peekBody: async () => ({ complete: true, body: Buffer.alloc(0) }) }, table, deps.builders)
+    gatherFacts({ method: 'GET', pathname, search: target.slice(pathname.length + 1), headers: req.headers, peekBody: async () => ({ complete: true, body: Buffer.alloc(0) }) }, table, deps.builders)
       .then(({ facts }) => {
         const decision = decide(table, facts);
         deps.logger.info('upgrade', { requestId, path: pathname, backend: decision.backend.name, jobType: decision.jobType, reason: decision.reason });

@@ -4,7 +4,7 @@
  * need a builder-id lookup) and supplies the random draw for splits.
  */
 import { isBuilderName } from './extract.js';
-import { matchRoute, pickTarget, type Backend, type Route, type RoutingTable } from './table.js';
+import { matchRoute, pickSticky, pickTarget, type Backend, type Route, type RoutingTable, type StickySource } from './table.js';
 
 /**
  * Why a request went where it went; also a metric label, so the set is closed.
@@ -24,6 +24,8 @@ export interface RequestFacts {
   jobTypes?: readonly string[];
   /** The body should have named builders but could not be read. */
   unparsedBody?: boolean;
+  /** Looks up a sticky-key source in the request (header, query parameter, JSON-RPC param). */
+  sticky?: (source: StickySource) => string | undefined;
 }
 
 export interface Decision {
@@ -33,6 +35,8 @@ export interface Decision {
   jobType?: string;
   /** The route that decided; absent when the default backend was used. */
   route?: Route;
+  /** For a sticky split: which source gave the key, and the key. */
+  sticky?: { source: string; key: string };
 }
 
 /**
@@ -40,19 +44,31 @@ export interface Decision {
  */
 export function decide(table: RoutingTable, facts: RequestFacts, draw: number = Math.random()): Decision {
   if (facts.headerJobType !== undefined && isBuilderName(facts.headerJobType)) {
-    return { ...decideOne(table, facts.headerJobType, draw), reason: 'header' };
+    return { ...decideOne(table, facts.headerJobType, draw, facts), reason: 'header' };
   }
   const jobTypes = facts.jobTypes ?? [];
-  if (jobTypes.length === 1) return decideOne(table, jobTypes[0]!, draw);
-  if (jobTypes.length > 1) return decideMany(table, jobTypes, draw);
+  if (jobTypes.length === 1) return decideOne(table, jobTypes[0]!, draw, facts);
+  if (jobTypes.length > 1) return decideMany(table, jobTypes, draw, facts);
   if (facts.unparsedBody) return { backend: table.defaultBackend, reason: 'unparsed-body' };
   return { backend: table.defaultBackend, reason: 'default' };
 }
 
-function decideOne(table: RoutingTable, jobType: string, draw: number): Decision {
+function decideOne(table: RoutingTable, jobType: string, draw: number, facts: RequestFacts): Decision {
   const route = matchRoute(table, jobType);
   if (!route) return { backend: table.defaultBackend, reason: 'default', jobType };
-  return { backend: table.backends.get(pickTarget(route, draw))!, reason: route.isSplit ? 'split' : 'route', jobType, route };
+  const sticky = route.isSplit ? stickyKey(route, facts) : undefined;
+  const backend = sticky ? pickSticky(route, sticky.key) : pickTarget(route, draw);
+  return { backend: table.backends.get(backend)!, reason: route.isSplit ? 'split' : 'route', jobType, route, ...(sticky ? { sticky } : {}) };
+}
+
+/** The first of the route's sticky sources the request carries; requests without one split at random. */
+function stickyKey(route: Route, facts: RequestFacts): { source: string; key: string } | undefined {
+  if (!facts.sticky) return undefined;
+  for (const source of route.stickyBy) {
+    const key = facts.sticky(source);
+    if (key !== undefined && key !== '') return { source: `${source.from}:${source.name}`, key };
+  }
+  return undefined;
 }
 
 /**
@@ -60,8 +76,8 @@ function decideOne(table: RoutingTable, jobType: string, draw: number): Decision
  * If every builder lands on one backend it goes there; otherwise the legacy
  * master, which still has every builder, runs them all.
  */
-function decideMany(table: RoutingTable, jobTypes: readonly string[], draw: number): Decision {
-  const decisions = jobTypes.map((jobType) => decideOne(table, jobType, draw));
+function decideMany(table: RoutingTable, jobTypes: readonly string[], draw: number, facts: RequestFacts): Decision {
+  const decisions = jobTypes.map((jobType) => decideOne(table, jobType, draw, facts));
   const first = decisions[0]!;
   const jobType = jobTypes.join(',');
   if (decisions.every((d) => d.backend === first.backend)) return { ...first, jobType };

@@ -47,11 +47,14 @@ export function isForceCall(method: string, pathname: string): boolean {
   return method === 'POST' && /^\/api\/v2\/forceschedulers\/[^/]+\/?$/.test(pathname);
 }
 
+/** The call's params, for sticky keys such as `param:revision`. */
+type Params = { params?: Readonly<Record<string, unknown>> };
+
 export type BodyBuilderRef =
-  | { kind: 'names'; names: string[] }
-  | { kind: 'id'; id: number }
+  | ({ kind: 'names'; names: string[] } & Params)
+  | ({ kind: 'id'; id: number } & Params)
   /** A well-formed call that names no builder (force on all of a scheduler's builders, or another method). */
-  | { kind: 'none' }
+  | ({ kind: 'none' } & Params)
   /** Not JSON-RPC we can read: the backend will answer it. */
   | { kind: 'unparsed' };
 
@@ -77,15 +80,15 @@ export function buildersFromForceBody(body: Buffer): BodyBuilderRef {
   if (builderNames !== undefined && builderNames !== null) {
     if (!Array.isArray(builderNames) || builderNames.length === 0 || builderNames.length > 1000) return { kind: 'unparsed' };
     if (!builderNames.every(isBuilderName)) return { kind: 'unparsed' };
-    return { kind: 'names', names: [...new Set(builderNames as string[])] };
+    return { kind: 'names', names: [...new Set(builderNames as string[])], params };
   }
   const builderid = Object.hasOwn(params, 'builderid') ? params.builderid : undefined;
   if (builderid !== undefined && builderid !== null) {
-    if (typeof builderid === 'number' && Number.isSafeInteger(builderid) && builderid >= 0) return { kind: 'id', id: builderid };
-    if (typeof builderid === 'string' && BUILDER_ID.test(builderid)) return { kind: 'id', id: Number(builderid) };
+    if (typeof builderid === 'number' && Number.isSafeInteger(builderid) && builderid >= 0) return { kind: 'id', id: builderid, params };
+    if (typeof builderid === 'string' && BUILDER_ID.test(builderid)) return { kind: 'id', id: Number(builderid), params };
     return { kind: 'unparsed' };
   }
-  return { kind: 'none' };
+  return { kind: 'none', params };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

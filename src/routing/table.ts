@@ -6,6 +6,8 @@
  * of each request and never looks at another for that request.
  */
 
+import { createHash } from 'node:crypto';
+
 export interface Backend {
   readonly name: string;
   /** As written in routes.yaml. */
@@ -23,6 +25,31 @@ export interface Backend {
   /** Send the client's Host header upstream (true) or the backend's own (false). */
   readonly preserveHost: boolean;
   readonly health: HealthCheck;
+  readonly circuit: CircuitSettings;
+}
+
+/** Passive failure detection: this many failures in a row open the circuit for `coolDownMs` (0: never). */
+export interface CircuitSettings {
+  readonly failureThreshold: number;
+  readonly coolDownMs: number;
+}
+
+export type StickySourceKind = 'header' | 'query' | 'param';
+
+/** Where a sticky key may be found: a request header, a query parameter, or a force call's JSON-RPC param. */
+export interface StickySource {
+  readonly from: StickySourceKind;
+  readonly name: string;
+}
+
+export interface ShadowSpec {
+  readonly backend: string;
+  /** Share of eligible requests copied, 0 to 100. */
+  readonly percent: number;
+  /** Also copy mutating calls (force, rebuild, stop, cancel), which run real builds on the shadow side. */
+  readonly mutating: boolean;
+  /** JSON fields (by key, at any depth) left out of the comparison: ids, timestamps. */
+  readonly ignoreFields: ReadonlySet<string>;
 }
 
 /** The active health probe: GET `path` every `intervalMs` (0: never); any answer below 500 counts as healthy. */
@@ -53,11 +80,28 @@ export interface Route {
   readonly targets: readonly RouteTarget[];
   readonly totalWeight: number;
   readonly isSplit: boolean;
+  /** For a split: where to find the key that keeps a request on the same backend, tried in order. */
+  readonly stickyBy: readonly StickySource[];
+  readonly shadow?: ShadowSpec;
+  /** Where a request goes when it provably never reached its backend (refused, DNS, circuit open). */
+  readonly fallback?: string;
+  /** Extra attempts for safe methods (GET, HEAD, OPTIONS) that failed without an answer. */
+  readonly retries: number;
   /** For glob and regex routes. */
   readonly test?: (jobType: string) => boolean;
 }
 
+export interface ShadowSettings {
+  /** Copies in flight at once; beyond it copies are dropped (and counted). */
+  readonly maxInFlight: number;
+  /** Largest request or response body a copy buffers for sending and comparing. */
+  readonly maxBodyBytes: number;
+  readonly timeoutMs: number;
+  readonly mismatchLogsPerMinute: number;
+}
+
 export interface TableSettings {
+  readonly shadow: ShadowSettings;
   /** Largest JSON-RPC body read to find builder names; larger bodies go to default unparsed. */
   readonly bodyPeekLimitBytes: number;
   /** Distinct job types outside the routes that get their own metric label before the rest count as "other". */
@@ -120,6 +164,36 @@ export function matchRoute(table: RoutingTable, jobType: string): Route | undefi
   if (table.matchCache.size >= MATCH_CACHE_LIMIT) table.matchCache.clear();
   table.matchCache.set(jobType, found ?? null);
   return found;
+}
+
+/**
+ * The backend a split sends the requests with this sticky key to, by
+ * weighted rendezvous hashing: each backend draws a number from a hash of
+ * (backend, key) and the smallest -ln(u)/weight wins. The same key always
+ * gives the same backend for the same weights, in every process (no shared
+ * state); a backend wins a key with probability weight/total; and raising one
+ * backend's weight only ever moves keys to it, never between the others or
+ * back.
+ */
+export function pickSticky(route: Route, key: string): string {
+  const targets = route.targets;
+  if (targets.length === 1) return targets[0]!.backend;
+  let best = targets[0]!.backend;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const target of targets) {
+    const score = -Math.log(hashUnit(target.backend, key)) / target.weight;
+    if (score < bestScore) {
+      bestScore = score;
+      best = target.backend;
+    }
+  }
+  return best;
+}
+
+/** A uniform number in (0, 1) from sha256(backend NUL key): 48 bits, never 0. */
+export function hashUnit(backend: string, key: string): number {
+  const digest = createHash('sha256').update(backend).update('\u0000').update(key).digest();
+  return (digest.readUIntBE(0, 6) + 0.5) / 2 ** 48;
 }
 
 /**

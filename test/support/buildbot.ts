@@ -19,8 +19,8 @@
  * See docs in /work/shared/reference/real-buildbot-for-tests.md.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { accessSync, closeSync, constants as fsConstants, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -156,6 +156,17 @@ export interface BuildbotMaster {
   pids(): number[];
   /** The last `lines` lines of the master's and the worker's twistd.log. */
   logTail(lines?: number): string;
+  /** How long the phases of the last create/start took, in ms (for tuning the suite). */
+  readonly timings: StartupTimings;
+}
+
+export interface StartupTimings {
+  /** create-master + create-worker + config. */
+  createMs?: number;
+  /** Spawn until `GET /api/v2/builders` answers. */
+  apiUpMs?: number;
+  /** From there until the worker shows as connected. */
+  workerConnectMs?: number;
 }
 
 export interface BuildbotMasters {
@@ -202,16 +213,41 @@ export function buildbotAvailable(): { ok: boolean; message: string } {
 // Process bookkeeping: every process group we started and have not yet seen exit.
 
 const liveGroups = new Set<number>();
-let exitHookInstalled = false;
+/** Temp dirs to remove if the process ends before stopAll() (those not kept). */
+const ownedDirs = new Set<string>();
+let exitHooksInstalled = false;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // 'exit' handlers must be synchronous; a signal is. mocha's --exit ends with
-  // process.exit(), which runs this.
-  process.on('exit', () => {
-    for (const pgid of liveGroups) signalGroup(pgid, 'SIGTERM');
-  });
+/** Synchronous, for 'exit' and signal handlers: SIGTERM what we started, remove our dirs. */
+function emergencyCleanup(): void {
+  for (const pgid of liveGroups) signalGroup(pgid, 'SIGTERM');
+  liveGroups.clear();
+  // Safe while the processes shut down: files they hold open stay readable
+  // to them, and they cannot create new ones in a removed dir.
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  ownedDirs.clear();
+}
+
+/**
+ * The children run in process groups of their own, so neither a Ctrl-C at the
+ * terminal nor the end of the Node process reaches them: without these hooks
+ * an interrupted or crashed test run would leave masters running.
+ */
+function installExitHooks(): void {
+  if (exitHooksInstalled) return;
+  exitHooksInstalled = true;
+  // mocha's --exit ends with process.exit(), which runs this.
+  process.on('exit', emergencyCleanup);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      emergencyCleanup();
+      process.removeListener(signal, onSignal);
+      // Our listener suppressed Node's default action (exit). With nobody
+      // else listening, raise the signal again to get it; otherwise the other
+      // listeners, already called for this signal, decide.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 function signalGroup(pgid: number, signal: NodeJS.Signals): void {
@@ -245,7 +281,7 @@ function spawnGroup(command: string, args: string[], cwd: string, env: NodeJS.Pr
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not spawn ${command} ${args.join(' ')}`);
   liveGroups.add(pid);
-  installExitHook();
+  installExitHooks();
   let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -470,6 +506,7 @@ class RealBuildbotMaster implements BuildbotMaster {
   readonly builderNames: readonly string[];
   httpPort = 0;
   pbPort = 0;
+  readonly timings: StartupTimings = {};
   private master: Proc | undefined;
   private worker: Proc | undefined;
   private readonly masterDir: string;
@@ -517,22 +554,43 @@ class RealBuildbotMaster implements BuildbotMaster {
     ].join('\n');
   }
 
-  /** Creates the dirs and config; picks ports. Run once, before the first start. */
-  async create(): Promise<void> {
-    const [httpPort, pbPort] = await freePorts(2);
-    if (httpPort === undefined || pbPort === undefined) throw new Error('no free ports');
+  /**
+   * Creates the master and worker dirs and the config, on the given ports. Run
+   * once, before the first start. `templateMasterDir`: a master dir that
+   * create-master made (and that has not started yet) to copy instead of
+   * running create-master again: that takes a second or more of CPU for
+   * Python imports, and the fresh sqlite db it makes is the same for every master.
+   */
+  async create(httpPort: number, pbPort: number, templateMasterDir?: Promise<string>): Promise<void> {
+    const began = Date.now();
     this.httpPort = httpPort;
     this.pbPort = pbPort;
     const env = buildbotEnv(undefined);
-    // Independent, so in parallel; ~1 s for create-master (Python imports), 0.1 s for the worker.
+    const makeMaster = async () => {
+      if (templateMasterDir === undefined) {
+        // -r: relocatable (buildbot.tac finds its dir itself). create-master
+        // also creates the sqlite db at the current schema: no upgrade-master.
+        await this.run('buildbot', ['create-master', '-r', this.masterDir], env);
+        return;
+      }
+      const template = await templateMasterDir;
+      await mkdir(this.masterDir, { recursive: true });
+      await Promise.all(
+        ['buildbot.tac', 'state.sqlite'].map((f) => copyFile(path.join(template, f), path.join(this.masterDir, f))),
+      );
+    };
     await Promise.all([
       writePlaceholderWww(this.pylib),
-      // -r: relocatable (paths in buildbot.tac relative to the dir).
-      // create-master also creates the sqlite db at the current schema, so no upgrade-master.
-      this.run('buildbot', ['create-master', '-r', this.masterDir], env),
+      makeMaster(),
       this.run('buildbot-worker', ['create-worker', '-r', this.workerDir, `127.0.0.1:${pbPort}`, WORKER_NAME, WORKER_PASSWORD], env),
     ]);
     await this.writeConfig();
+    this.timings.createMs = Date.now() - began;
+  }
+
+  /** The master dir, for `create(..., templateMasterDir)` of other masters. */
+  get masterDirectory(): string {
+    return this.masterDir;
   }
 
   /** New ports and config, after a port we picked was taken before Buildbot bound it. */
@@ -542,10 +600,12 @@ class RealBuildbotMaster implements BuildbotMaster {
     this.httpPort = httpPort;
     this.pbPort = pbPort;
     await this.writeConfig();
-    // The worker's buildbot.tac names the PB port: make it anew.
+    // The worker's buildbot.tac names the PB port: make the worker anew
+    // (create-worker --force would leave buildbot.tac and write buildbot.tac.new).
+    await rm(this.workerDir, { recursive: true, force: true });
     await this.run(
       'buildbot-worker',
-      ['create-worker', '-r', '--force', this.workerDir, `127.0.0.1:${pbPort}`, WORKER_NAME, WORKER_PASSWORD],
+      ['create-worker', '-r', this.workerDir, `127.0.0.1:${pbPort}`, WORKER_NAME, WORKER_PASSWORD],
       buildbotEnv(undefined),
     );
   }
@@ -574,12 +634,15 @@ class RealBuildbotMaster implements BuildbotMaster {
       path.join(this.masterDir, 'console.log'),
     );
     this.master = master;
+    const spawnedAt = Date.now();
     try {
       await this.waitUntil(deadline, 'REST API to answer', master, async () => {
         const res = await fetch(`${this.apiUrl}/builders`, { signal: AbortSignal.timeout(2000) });
         await res.arrayBuffer();
         return res.ok;
       });
+      this.timings.apiUpMs = Date.now() - spawnedAt;
+      const apiUpAt = Date.now();
       // The worker only after the PB port is open: it retries with growing
       // delays, so starting it early costs time rather than saving it.
       const worker = spawnGroup(
@@ -594,6 +657,7 @@ class RealBuildbotMaster implements BuildbotMaster {
         const workers = await this.workers();
         return workers.some((w) => w.name === WORKER_NAME && w.connected_to.length > 0);
       });
+      this.timings.workerConnectMs = Date.now() - apiUpAt;
     } catch (err) {
       const log = this.logTail(60);
       await this.stop();
@@ -736,7 +800,12 @@ export async function startBuildbotMasters(
   const masters: RealBuildbotMaster[] = [];
   const removeDirs = async () => {
     if (keepDirs) return;
-    await Promise.all(masters.map((m) => rm(m.dir, { recursive: true, force: true })));
+    await Promise.all(
+      masters.map(async (m) => {
+        await rm(m.dir, { recursive: true, force: true });
+        ownedDirs.delete(m.dir);
+      }),
+    );
   };
   const stopAll = async () => {
     await Promise.all(masters.map((m) => m.stop()));
@@ -746,25 +815,50 @@ export async function startBuildbotMasters(
   try {
     for (const spec of specs) {
       const dir = await mkdtemp(path.join(tmpRoot, `strangler-bb-${spec.name.replace(/[^A-Za-z0-9_.-]/g, '_')}-`));
+      if (!keepDirs) ownedDirs.add(dir);
       masters.push(new RealBuildbotMaster(spec, dir, startTimeoutMs, stopTimeoutMs));
     }
-    // All masters at once: each start is mostly waiting on Python imports.
+    // All ports in one go, so no two masters can be handed the same one.
+    const ports = await freePorts(2 * masters.length);
     // allSettled, not all: on a failure, stopAll() must not run while another
     // master is still starting (it would spawn processes after the stop).
-    const outcomes = await Promise.allSettled(
-      masters.map(async (m) => {
-        await m.create();
-        try {
-          await m.start();
-        } catch (err) {
-          // A port picked free was taken by someone else before twistd bound it: once more with new ones.
-          if (!(err instanceof StartupError && err.portInUse)) throw err;
-          await m.repickPorts();
-          await m.start();
-        }
-      }),
-    );
-    const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    const rejected = async (work: Array<Promise<void>>) =>
+      (await Promise.allSettled(work)).filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+
+    // Phase 1, create: create-master runs once, for the first master; the
+    // others copy its dir (see create()). All copies are made before any
+    // master starts, as a started master writes to its sqlite db.
+    const creates: Array<Promise<void>> = [];
+    let template: Promise<string> | undefined;
+    masters.forEach((m, i) => {
+      const httpPort = ports[2 * i];
+      const pbPort = ports[2 * i + 1];
+      if (httpPort === undefined || pbPort === undefined) throw new Error('no free ports');
+      const created = m.create(httpPort, pbPort, template);
+      if (template === undefined) {
+        template = created.then(() => m.masterDirectory);
+        // Its failure is reported through `created`; the copies only follow it.
+        template.catch(() => undefined);
+      }
+      creates.push(created);
+    });
+    let failures = await rejected(creates);
+
+    // Phase 2, start, all at once: each start is mostly waiting on Python imports.
+    if (failures.length === 0) {
+      failures = await rejected(
+        masters.map(async (m) => {
+          try {
+            await m.start();
+          } catch (err) {
+            // A port picked free was taken by someone else before twistd bound it: once more with new ones.
+            if (!(err instanceof StartupError && err.portInUse)) throw err;
+            await m.repickPorts();
+            await m.start();
+          }
+        }),
+      );
+    }
     if (failures.length > 0) {
       const messages = failures.map((f) => (f.reason instanceof Error ? f.reason.message : String(f.reason)));
       throw new Error(`could not start Buildbot: ${messages.join('\n\n')}`);

@@ -1,0 +1,143 @@
+/**
+ * Shadow traffic: a copy of a request goes to a second backend, fire and
+ * forget, while the client is answered by the primary alone. The two answers
+ * are compared and the result counted; a bounded sample of mismatches is
+ * logged with the fields that differ.
+ *
+ * The copy never delays or fails the client's request: it is sent alongside,
+ * with its own timeout, a cap on copies in flight (beyond it copies are
+ * dropped and counted) and a cap on the bytes it buffers. Mutating calls
+ * (every POST: Buildbot's force, rebuild, stop, cancel) are copied only where
+ * the route says `mutating: true`, since the shadow side would run them.
+ */
+import type { Logger } from '../logging/logger.js';
+import type { ProxyMetrics } from '../metrics/metrics.js';
+import type { Decision } from '../routing/decide.js';
+import type { RoutingTable } from '../routing/table.js';
+import { compareResponses, type CapturedResponse } from './compare.js';
+import type { Forwarder, RequestBody } from './forward.js';
+import type { HeaderMap } from './headers.js';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function isMutating(method: string): boolean {
+  return !SAFE_METHODS.has(method);
+}
+
+/** What happened to a request's copy, for the access log. */
+export type ShadowNote = 'sent' | 'dropped' | 'skipped-mutating' | 'skipped-body' | 'not-sampled';
+
+export interface ShadowTicket {
+  note: 'sent';
+  /** How many response bytes of the primary to keep for the comparison. */
+  captureBytes: number;
+  /** Hand over the primary's answer (undefined if it failed); the comparison runs once both are in. */
+  primaryDone(primary: CapturedResponse | undefined): void;
+}
+
+export interface ShadowRequest {
+  method: string;
+  url: string;
+  pathname: string;
+  headers: HeaderMap;
+  body: RequestBody;
+  requestId: string;
+  jobTypeLabel: string;
+}
+
+export class Shadower {
+  private inFlight = 0;
+  private logWindowStart = 0;
+  private logsInWindow = 0;
+
+  constructor(
+    private readonly forwarder: Forwarder,
+    private readonly metrics: ProxyMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  inFlightCount(): number {
+    return this.inFlight;
+  }
+
+  /** Sends a copy if the route shadows this request; says what it did. */
+  start(table: RoutingTable, decision: Decision, request: ShadowRequest, draw = Math.random()): ShadowTicket | { note: Exclude<ShadowNote, 'sent'> } | undefined {
+    const spec = decision.route?.shadow;
+    if (!spec || spec.backend === decision.backend.name) return undefined;
+    const shadowBackend = table.backends.get(spec.backend)!;
+    const settings = table.settings.shadow;
+    const count = (result: string) => this.metrics.shadowRequests.inc({ backend: spec.backend, job_type: request.jobTypeLabel, result });
+
+    if (isMutating(request.method) && !spec.mutating) {
+      count('skipped_mutating');
+      return { note: 'skipped-mutating' };
+    }
+    if (draw * 100 >= spec.percent) return { note: 'not-sampled' };
+    if (request.body !== null && !(Buffer.isBuffer(request.body) && request.body.length <= settings.maxBodyBytes)) {
+      count('skipped_body');
+      return { note: 'skipped-body' };
+    }
+    if (this.inFlight >= settings.maxInFlight) {
+      count('dropped');
+      return { note: 'dropped' };
+    }
+
+    this.inFlight++;
+    this.metrics.shadowInFlight.set(this.inFlight);
+    const headers: HeaderMap = { ...request.headers, 'x-strangler-shadow': '1' };
+    if (!shadowBackend.preserveHost) headers.host = new URL(shadowBackend.origin).host;
+    const shadowAnswer = this.forwarder
+      .copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs)
+      .then(
+        (answer) => ({ ok: true as const, answer }),
+        (error: unknown) => ({ ok: false as const, error: error as Error }),
+      );
+
+    let resolvePrimary: (primary: CapturedResponse | undefined) => void = () => undefined;
+    const primaryAnswer = new Promise<CapturedResponse | undefined>((resolve) => (resolvePrimary = resolve));
+
+    void Promise.all([primaryAnswer, shadowAnswer]).then(([primary, shadow]) => {
+      this.inFlight--;
+      this.metrics.shadowInFlight.set(this.inFlight);
+      if (!shadow.ok) {
+        count('error');
+        this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error.message });
+        return;
+      }
+      if (!primary) return; // the primary failed: nothing to compare, the client was told
+      const comparison = compareResponses(primary, shadow.answer, spec.ignoreFields);
+      count(comparison.match ? 'match' : 'mismatch');
+      if (!comparison.match && this.mayLogMismatch(settings.mismatchLogsPerMinute)) {
+        this.logger.warn('shadow mismatch', {
+          requestId: request.requestId,
+          method: request.method,
+          path: request.pathname,
+          jobType: decision.jobType,
+          primary: decision.backend.name,
+          shadow: spec.backend,
+          compared: comparison.compared,
+          differences: comparison.differences.map((d) => ({ path: d.path, primary: truncate(d.primary), shadow: truncate(d.shadow) })),
+        });
+      }
+    });
+
+    return { note: 'sent', captureBytes: settings.maxBodyBytes, primaryDone: resolvePrimary };
+  }
+
+  private mayLogMismatch(perMinute: number): boolean {
+    const now = Date.now();
+    if (now - this.logWindowStart >= 60_000) {
+      this.logWindowStart = now;
+      this.logsInWindow = 0;
+    }
+    if (this.logsInWindow >= perMinute) return false;
+    this.logsInWindow++;
+    return true;
+  }
+}
+
+function truncate(value: unknown): unknown {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  if (text === undefined) return value;
+  return text.length > 200 ? `${text.slice(0, 200)}…` : value;
+}
