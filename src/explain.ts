@@ -28,6 +28,8 @@ export interface Explanation {
   source: 'header' | 'path' | 'path-builderid' | 'body' | 'none';
   reason: DecisionReason;
   rule: { index: number; jobType: string; kind: string; split: Record<string, number> | null } | null;
+  /** For a sticky split: the source that gave the key, the key, and the side it hashes to. */
+  sticky: { source: string; key: string; backend: string } | null;
   why: string;
 }
 
@@ -69,9 +71,12 @@ export async function explainRequest(table: RoutingTable, input: ExplainInput, b
       break;
     default:
       if (route) {
-        const share = route.isSplit
-          ? `; split ${route.targets.map((t) => `${t.backend} ${Math.round((100 * t.weight) / route.totalWeight)}%`).join(', ')}, this request drew ${decision.backend.name}`
-          : '';
+        const weights = route.targets.map((t) => `${t.backend} ${Math.round((100 * t.weight) / route.totalWeight)}%`).join(', ');
+        const share = !route.isSplit
+          ? ''
+          : decision.sticky
+            ? `; split ${weights}, sticky key ${decision.sticky.source}=${JSON.stringify(decision.sticky.key)} hashes to ${decision.backend.name} (always, for these weights)`
+            : `; split ${weights}, this request drew ${decision.backend.name}${route.stickyBy.length ? ` at random: it carries none of the sticky sources (${route.stickyBy.map((s) => `${s.from}:${s.name}`).join(', ')})` : ''}`;
         why = `routes[${route.index}] (${route.kind} "${route.pattern}") matches job type "${decision.jobType}"${share}`;
       } else if (decision.jobType !== undefined) {
         why = `no route matches job type "${decision.jobType}"; the default backend serves it`;
@@ -92,6 +97,7 @@ export async function explainRequest(table: RoutingTable, input: ExplainInput, b
     source,
     reason: decision.reason,
     rule,
+    sticky: decision.sticky ? { ...decision.sticky, backend: decision.backend.name } : null,
     why,
   };
 }
@@ -102,6 +108,7 @@ export function formatExplanation(e: Explanation): string {
     `  backend:  ${e.backend} (${e.backendUrl})`,
     `  job type: ${e.jobType ?? '(none)'}${e.source !== 'none' ? ` (from the ${e.source === 'path-builderid' ? 'builder id in the path' : e.source})` : ''}`,
     `  reason:   ${e.reason}`,
+    ...(e.sticky ? [`  sticky:   ${e.sticky.source}=${JSON.stringify(e.sticky.key)} -> ${e.sticky.backend}`] : []),
     `  why:      ${e.why}`,
   ].join('\n');
 }

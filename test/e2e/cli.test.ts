@@ -78,6 +78,16 @@ describe('e2e: command line', function () {
       expect(JSON.parse(header.stdout)).to.include({ backend: 'taskservice', reason: 'header', source: 'header' });
     });
 
+    it('shows the sticky key of a sticky split and the side it hashes to, the same every time', () => {
+      const file = write('sticky.yaml', 'backends:\n  buildbot: { url: http://127.0.0.1:1, legacy: true }\n  taskservice: { url: http://127.0.0.1:2 }\nroutes:\n  - jobType: android-*\n    split: { taskservice: 50, buildbot: 50 }\n    stickyBy: [header:X-Push-Id, query:revision]\n');
+      const answers = [1, 2, 3].map(() => run(['explain', '--config', file, 'GET', '/api/v2/builders/android-x?revision=r42', '--json']));
+      const first = JSON.parse(answers[0]!.stdout);
+      expect(first.sticky).to.deep.include({ source: 'query:revision', key: 'r42' });
+      for (const a of answers) expect(JSON.parse(a.stdout).sticky).to.deep.equal(first.sticky);
+      const text = run(['explain', '--config', file, 'GET', '/api/v2/builders/android-x', '--header', 'X-Push-Id: p1']).stdout;
+      expect(text).to.match(/sticky:   header:X-Push-Id="p1" -> (taskservice|buildbot)/);
+    });
+
     it('shows a split and which side this request drew', () => {
       const r = run(['explain', 'GET', '/api/v2/builders/android-api-15-test']);
       expect(r.stdout).to.match(/split taskservice 25%, buildbot 75%, this request drew (taskservice|buildbot)/);

@@ -217,12 +217,19 @@ const liveGroups = new Set<number>();
 const ownedDirs = new Set<string>();
 let exitHooksInstalled = false;
 
-/** Synchronous, for 'exit' and signal handlers: SIGTERM what we started, remove our dirs. */
+/**
+ * Synchronous, for 'exit' and signal handlers: SIGKILL what we started, then
+ * remove our dirs. Not SIGTERM: there is no waiting for a graceful shutdown
+ * here, and a master whose dir is removed while it shuts down hangs (seen: its
+ * sqlite db is gone), while a killed one is gone at once.
+ */
 function emergencyCleanup(): void {
-  for (const pgid of liveGroups) signalGroup(pgid, 'SIGTERM');
+  for (const pgid of liveGroups) {
+    const offspring = descendants(pgid);
+    signalGroup(pgid, 'SIGKILL');
+    killIfSame(offspring);
+  }
   liveGroups.clear();
-  // Safe while the processes shut down: files they hold open stay readable
-  // to them, and they cannot create new ones in a removed dir.
   for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
   ownedDirs.clear();
 }
@@ -360,9 +367,13 @@ async function stopGroup(proc: Proc, graceMs: number): Promise<void> {
     signalGroup(proc.pid, 'SIGKILL');
     await proc.exited;
   }
-  // What it started and left behind (a running build step): only processes
-  // that are still the same ones we saw (same pid and start time).
-  for (const p of offspring) {
+  // What it started and left behind (a running build step).
+  killIfSame(offspring);
+}
+
+/** SIGKILL each process that is still the one we saw (same pid and start time). */
+function killIfSame(procs: ProcId[]): void {
+  for (const p of procs) {
     if (procStat(p.pid)?.[19] !== p.start) continue;
     try {
       process.kill(p.pid, 'SIGKILL');
