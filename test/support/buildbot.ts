@@ -7,12 +7,13 @@
  * builders, whose builds run a trivial shell command on the worker.
  *
  * Processes: the master and the worker each run in the foreground
- * (`buildbot start --nodaemon`, which execs twistd in-process: the pid we spawn
+ * (`buildbot start --nodaemon`, which runs twistd in its own process: the pid we spawn
  * IS the master, and no twistd.pid is written) in a process group of their own
  * (`detached: true`), so stopping means signalling that group: SIGTERM, then
  * SIGKILL after a grace period. Nothing is ever stopped by name. Groups still
- * alive when the Node process exits are sent SIGTERM from an 'exit' hook, so a
- * crashed test run leaves no masters behind.
+ * alive when the Node process exits (process.exit, or SIGINT/SIGTERM/SIGHUP)
+ * are killed from exit hooks and their dirs removed, so an interrupted test run
+ * leaves no masters behind (only a SIGKILL of Node itself can).
  *
  * Requires the Debian packages `buildbot` and `buildbot-worker`
  * (`bash scripts/install-system-deps.sh buildbot buildbot-worker`).
@@ -286,21 +287,22 @@ function spawnGroup(command: string, args: string[], cwd: string, env: NodeJS.Pr
     closeSync(fd); // the child holds its own copy
   }
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not spawn ${command} ${args.join(' ')}`);
+  if (pid === undefined) {
+    // spawn failed (e.g. ENOENT); the error event still comes, and must be handled.
+    child.once('error', () => undefined);
+    throw new Error(`could not spawn ${command} ${args.join(' ')}`);
+  }
   liveGroups.add(pid);
   installExitHooks();
   let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
+    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
       done = true;
       liveGroups.delete(pid);
       resolve({ code, signal });
-    });
-    child.once('error', () => {
-      done = true;
-      liveGroups.delete(pid);
-      resolve({ code: null, signal: null });
-    });
+    };
+    child.once('exit', finish);
+    child.once('error', () => finish(null, null));
   });
   // Let a script that forgot stop() still end; the 'exit' hook then stops the group.
   child.unref();
