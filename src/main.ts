@@ -4,7 +4,11 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdminApp } from './admin/app.js';
+import { createAdminApp, type BackendStatus } from './admin/app.js';
+import { ConfigHistory } from './config/history.js';
+import { explainRequest } from './explain.js';
+import { TrafficStats } from './metrics/traffic.js';
+import { planChanges } from './routing/plan.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
 import { createLogger, type Logger } from './logging/logger.js';
@@ -28,6 +32,10 @@ export interface StartOptions {
   watch?: boolean;
   /** How long in-flight requests get to finish on shutdown. */
   drainTimeoutMs?: number;
+  /** SECURITY: bearer token for the admin API's POST endpoints (none: they are disabled). */
+  adminToken?: string;
+  /** Require the token for the admin API's read endpoints too (metrics and health stay open). */
+  protectAdminReads?: boolean;
   pollIntervalMs?: number;
 }
 
@@ -79,10 +87,29 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   });
   let draining = false;
   let listening = false;
+  const traffic = new TrafficStats();
+  const history = new ConfigHistory();
+  history.add({ at: initial.source.loadedAt.toISOString(), trigger: 'startup', result: 'success', hash: initial.source.hash, error: null, moved: [], movedShareOfLastHour: 0 });
+  const learnBuilders = () =>
+    void builders.preload(store.current().legacy).then(() => metrics.addKnownJobTypes(builders.allNames()));
+  learnBuilders();
+  const builderTimer = setInterval(learnBuilders, 5 * 60_000);
+  builderTimer.unref();
 
   store.on('reload', (event) => {
     metrics.reloads.inc({ result: event.result });
+    const plan = event.result === 'success' && event.previous ? planChanges(event.previous, event.table, metrics.knownJobTypeNames(), traffic.requestsByJobType('1h')) : undefined;
+    history.add({
+      at: event.at.toISOString(),
+      trigger: event.trigger,
+      result: event.result,
+      hash: event.hash ?? null,
+      error: event.error?.message ?? null,
+      moved: plan?.changes ?? [],
+      movedShareOfLastHour: plan?.movedShareOfTraffic ?? 0,
+    });
     if (event.result === 'success') {
+      if (event.table.legacy.origin !== event.previous?.legacy.origin) learnBuilders();
       metrics.tableLoaded(event.table);
       health.follow(event.table);
       breakers.retainOnly(event.table.backends.keys());
@@ -94,9 +121,37 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     }
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, logger });
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, traffic, logger });
   const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0');
-  const adminHttp = createServer(createAdminApp({ metrics, isReady: () => listening && !draining }));
+  const backendStatus = (): BackendStatus[] =>
+    [...store.current().backends.values()].map((b) => {
+      const probe = health.state(b.name);
+      return {
+        name: b.name,
+        url: b.url,
+        legacy: b.legacy,
+        isDefault: b === store.current().defaultBackend,
+        up: probe?.up ?? null,
+        lastProbeAt: probe?.lastProbeAt?.toISOString() ?? null,
+        lastProbeError: probe?.lastError ?? null,
+        circuit: breakers.state(b.name),
+        inFlight: traffic.inFlightCount(b.name),
+      };
+    });
+  const adminHttp = createServer(
+    createAdminApp({
+      metrics,
+      isReady: () => listening && !draining,
+      table: () => store.current(),
+      history: () => history.list(),
+      traffic,
+      backends: backendStatus,
+      knownJobTypes: () => metrics.knownJobTypeNames(),
+      reload: () => store.reload('admin'),
+      explain: (input) => explainRequest(store.current(), input, builders),
+      auth: { token: options.adminToken || undefined, protectReads: options.protectAdminReads === true },
+    }),
+  );
   const adminAddress = await listen(adminHttp, options.adminPort, options.adminHost ?? '127.0.0.1');
   listening = true;
   if (options.watch !== false) store.watch();
@@ -121,6 +176,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     reload: (trigger = 'admin') => store.reload(trigger),
     async close() {
       draining = true;
+      clearInterval(builderTimer);
       store.close();
       health.close();
       await drain(proxyServer, options.drainTimeoutMs ?? 10_000);

@@ -88,7 +88,7 @@ export function parseConfig(bytes: Buffer, file: string, now: Date = new Date())
   if (!validateShape(raw)) throw invalid(file, locate(shapeProblems(validateShape.errors ?? [], raw)));
 
   const hash = createHash('sha256').update(bytes).digest('hex');
-  const result = compileConfig(raw as RawConfig, { file, hash, loadedAt: now });
+  const result = compileConfig(raw as RawConfig, { file, hash, loadedAt: now, text });
   if (!result.ok) throw invalid(file, locate(result.problems));
   return result.table;
 }

@@ -185,6 +185,11 @@ export class ProxyMetrics {
     for (const s of ['closed', 'open', 'half-open'] as const) this.circuitState.set({ backend, state: s }, s === state ? 1 : 0);
   }
 
+  /** Job types seen in traffic, routed by exact name, or named by the legacy master (bounded). */
+  knownJobTypeNames(): string[] {
+    return [...this.knownJobTypes].sort();
+  }
+
   /** Builder names from the legacy master: the job types the migration has to move. */
   addKnownJobTypes(names: Iterable<string>): void {
     for (const name of names) if (this.knownJobTypes.size < 10_000) this.knownJobTypes.add(name);

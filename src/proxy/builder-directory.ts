@@ -32,7 +32,23 @@ export class BuilderDirectory {
     this.onError = options.onError;
   }
 
-  async nameFor(id: number, legacy: Backend): Promise<string | undefined> {
+  /** Every builder name the legacy master reported at the last refresh. */
+  allNames(): string[] {
+    return [...this.names.values()];
+  }
+
+  /** Fetches the builder list now (at startup and periodically, for migration progress). */
+  async preload(legacy: Backend): Promise<void> {
+    this.track(legacy);
+    if (this.refreshing) return this.refreshing;
+    this.refreshing = this.refresh(legacy).finally(() => {
+      this.refreshing = undefined;
+      this.lastRefreshAt = Date.now();
+    });
+    return this.refreshing;
+  }
+
+  private track(legacy: Backend): void {
     const base = legacy.origin + legacy.basePath;
     if (base !== this.origin) {
       // The legacy master moved (config reload): its ids are not the old one's.
@@ -40,6 +56,10 @@ export class BuilderDirectory {
       this.names = new Map();
       this.lastRefreshAt = 0;
     }
+  }
+
+  async nameFor(id: number, legacy: Backend): Promise<string | undefined> {
+    this.track(legacy);
     const known = this.names.get(id);
     if (known !== undefined) return known;
     if (!this.refreshing && Date.now() - this.lastRefreshAt >= this.minRefreshIntervalMs) {
@@ -59,6 +79,7 @@ export class BuilderDirectory {
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
         signal: AbortSignal.timeout(this.timeoutMs),
+        headers: { 'user-agent': 'strangler-proxy builder lookup', accept: 'application/json' },
       });
       if (response.statusCode !== 200) {
         await response.body.dump();

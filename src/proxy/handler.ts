@@ -8,7 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline, Transform } from 'node:stream';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import { upstreamErrorLabel, type ProxyMetrics } from '../metrics/metrics.js';
+import { DEFAULT_RULE, upstreamErrorLabel, type ProxyMetrics } from '../metrics/metrics.js';
+import type { TrafficStats } from '../metrics/traffic.js';
 import { decide, type Decision } from '../routing/decide.js';
 import type { Backend, RoutingTable } from '../routing/table.js';
 import type { CircuitBreakers } from './circuit.js';
@@ -29,6 +30,7 @@ export interface ProxyDeps {
   health: Pick<HealthMonitor, 'state'>;
   shadower: Shadower;
   metrics: ProxyMetrics;
+  traffic: TrafficStats;
   logger: Logger;
 }
 
@@ -123,7 +125,9 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     if (!res.writableFinished && status === 0) status = CLIENT_CLOSED;
     const seconds = (performance.now() - started) / 1000;
     const backend = served?.name ?? 'none';
-    deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code: status || res.statusCode, seconds, requestBytes, responseBytes });
+    const code = status || res.statusCode;
+    deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code, seconds, requestBytes, responseBytes });
+    if (served) deps.traffic.record({ jobType: jobTypeLabel, rule: decision?.route?.pattern ?? DEFAULT_RULE, backend, status: code, seconds });
     deps.logger.info('request', {
       requestId,
       method,
@@ -194,10 +198,12 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     for (let attempt = 0; ; attempt++) {
       served = target;
       deps.metrics.inFlight.inc({ backend: target.name, job_type: jobTypeLabel });
+      deps.traffic.started(target.name);
       res.setHeader('x-strangler-backend', target.name);
       const headers = upstreamHeaders(req, { requestId, ...(target.preserveHost ? {} : { backendHost: new URL(target.origin).host }) });
       const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes }, res);
       deps.metrics.inFlight.dec({ backend: target.name, job_type: jobTypeLabel });
+      deps.traffic.finished(target.name);
       responseBytes = result.responseBytes;
 
       if (result.ok) {

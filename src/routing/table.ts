@@ -113,6 +113,8 @@ export interface TableSource {
   /** sha256 of the file's bytes, hex. */
   readonly hash: string;
   readonly loadedAt: Date;
+  /** The file's text, for `plan` against a running proxy and the admin API. */
+  readonly text: string;
 }
 
 export interface RoutingTable {

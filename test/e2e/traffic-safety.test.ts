@@ -63,7 +63,7 @@ describe('e2e: moving traffic safely', function () {
       const sides = new Set<string>();
       for (let i = 0; i < 5; i++) {
         const res = await request(t.url).post('/api/v2/forceschedulers/force').set('content-type', 'application/json').send(FORCE('android-api-15-test', { revision: 'abc123' })).expect(200);
-        sides.add(res.headers['x-strangler-backend']);
+        sides.add(String(res.headers['x-strangler-backend']));
       }
       expect(sides.size).to.equal(1);
       expect(t.logs().filter((l) => l.message === 'request').every((l) => l.sticky === 'param:revision')).to.equal(true);

@@ -649,10 +649,18 @@ class RealBuildbotMaster implements BuildbotMaster {
     this.master = master;
     const spawnedAt = Date.now();
     try {
+      // Ready when the REST API answers as this master: Buildbot names a
+      // master "<hostname>:<basedir>". Any answer on the port is not enough,
+      // as another server may have taken the port we picked (our master then
+      // halts with CannotListenError, and start is retried on new ports).
       await this.waitUntil(deadline, 'REST API to answer', master, async () => {
-        const res = await fetch(`${this.apiUrl}/builders`, { signal: AbortSignal.timeout(2000) });
-        await res.arrayBuffer();
-        return res.ok;
+        const res = await fetch(`${this.apiUrl}/masters`, { signal: AbortSignal.timeout(2000) });
+        if (!res.ok) {
+          await res.arrayBuffer();
+          return false;
+        }
+        const body = (await res.json()) as { masters?: Array<{ name: string; active: boolean }> };
+        return (body.masters ?? []).some((m) => m.active && m.name.endsWith(`:${this.masterDir}`));
       });
       this.timings.apiUpMs = Date.now() - spawnedAt;
       const apiUpAt = Date.now();

@@ -14,7 +14,7 @@ export interface Received {
   body: Buffer;
 }
 
-export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse, received: Received) => void | Promise<void>;
+export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse, received: Received) => unknown;
 
 export interface TestUpstream {
   readonly name: string;
@@ -23,7 +23,7 @@ export interface TestUpstream {
   readonly server: Server;
   /** Requests received, health probes excepted. */
   readonly received: Received[];
-  /** The proxy's health probes, kept apart so tests can count client traffic exactly. */
+  /** The proxy's own requests (health probes, builder lookups), kept apart so tests can count client traffic exactly. */
   readonly probes: Received[];
   /** Replaces the handler for later requests. */
   handle(handler: UpstreamHandler): void;
@@ -54,6 +54,10 @@ export async function startUpstream(name: string, handler: UpstreamHandler = ech
       probes.push(record);
       res.writeHead(200, { 'content-type': 'text/plain' });
       return void res.end('ok');
+    }
+    if (req.headers['user-agent'] === 'strangler-proxy builder lookup') {
+      probes.push(record);
+      return void (await current(req, res, record));
     }
     received.push(record);
     await current(req, res, record);

@@ -1,0 +1,174 @@
+/**
+ * The Grafana dashboard and the alerting rules, checked without Prometheus:
+ * shape (what Grafana needs to import the dashboard as is), the variables
+ * every query must use, metric names that exist in the catalogue, and a
+ * runbook section in docs/alerts.md behind every alert. Whether the queries
+ * return data is test/e2e/prometheus.test.ts's job.
+ */
+import { expect } from 'chai';
+import { ProxyMetrics } from '../../../src/metrics/metrics.js';
+import {
+  alertRules,
+  allPanels,
+  baseMetricName,
+  dashboardQueries,
+  metricNamesIn,
+  readDashboard,
+  runbookSections,
+  type Dashboard,
+} from '../../support/deploy.js';
+
+const DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
+
+async function catalogue(): Promise<Map<string, string[]>> {
+  const metrics = new ProxyMetrics({ defaultMetrics: false });
+  const out = new Map<string, string[]>();
+  for (const m of await metrics.registry.getMetricsAsJSON()) {
+    // prom-client keeps label names on the metric instance; its typings do not expose them.
+    const instance = metrics.registry.getSingleMetric(m.name) as unknown as { labelNames?: readonly string[] } | undefined;
+    out.set(m.name, [...(instance?.labelNames ?? [])]);
+  }
+  return out;
+}
+
+describe('deploy/grafana/strangler-dashboard.json', () => {
+  let dashboard: Dashboard;
+  let known: Map<string, string[]>;
+
+  before(async () => {
+    dashboard = readDashboard();
+    known = await catalogue();
+  });
+
+  it('has a Prometheus data-source variable and a multi-value job-type variable with All', () => {
+    const vars = dashboard.templating.list;
+    const ds = vars.find((v) => v['name'] === 'datasource');
+    expect(ds, 'variable "datasource"').to.include({ type: 'datasource', query: 'prometheus' });
+    const jobType = vars.find((v) => v['name'] === 'job_type');
+    expect(jobType, 'variable "job_type"').to.include({ type: 'query', query: 'label_values(strangler_requests_total, job_type)', multi: true, includeAll: true });
+    expect(jobType!['datasource']).to.deep.equal(DATASOURCE);
+    // All as ".*": a job type that appeared after the variable was loaded is still shown.
+    expect(jobType!['allValue']).to.equal('.*');
+  });
+
+  it('gives every panel and every query the ${datasource} Prometheus data source', () => {
+    const problems: string[] = [];
+    for (const p of allPanels(dashboard)) {
+      if (p.type === 'row') continue;
+      if (JSON.stringify(p.datasource) !== JSON.stringify(DATASOURCE)) problems.push(`panel "${p.title}": datasource ${JSON.stringify(p.datasource)}`);
+      if (!p.targets?.length) problems.push(`panel "${p.title}": no queries`);
+      for (const t of p.targets ?? []) {
+        if (t.datasource !== undefined && JSON.stringify(t.datasource) !== JSON.stringify(DATASOURCE)) problems.push(`panel "${p.title}" ${t.refId}: datasource ${JSON.stringify(t.datasource)}`);
+        if (!t.expr?.trim()) problems.push(`panel "${p.title}" ${t.refId}: empty expr`);
+      }
+      const refIds = (p.targets ?? []).map((t) => t.refId);
+      if (new Set(refIds).size !== refIds.length || refIds.includes(undefined)) problems.push(`panel "${p.title}": refIds ${JSON.stringify(refIds)}`);
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('gives panels unique ids and a grid position', () => {
+    const panels = allPanels(dashboard);
+    const ids = panels.map((p) => p.id);
+    expect(new Set(ids).size, 'unique panel ids').to.equal(ids.length);
+    for (const p of panels) expect(p, `panel "${p.title}"`).to.have.property('gridPos');
+  });
+
+  it('uses $__rate_interval for every range and filters every job-typed metric by $job_type', () => {
+    const problems: string[] = [];
+    for (const q of dashboardQueries(dashboard)) {
+      for (const m of q.expr.matchAll(/\[([^\]]*)\]/g)) if (m[1] !== '$__rate_interval') problems.push(`${q.panel} ${q.refId}: range [${m[1]}]`);
+      for (const m of q.expr.matchAll(/\b(strangler_[a-z0-9_]+)(\{[^}]*\})?/g)) {
+        const labels = known.get(baseMetricName(m[1]!, new Set(known.keys())));
+        if (labels?.includes('job_type') && !(m[2] ?? '').includes('job_type=~"$job_type"')) problems.push(`${q.panel} ${q.refId}: ${m[1]} not filtered by job_type=~"$job_type"`);
+      }
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('reads only metrics of the catalogue', () => {
+    const names = new Set(known.keys());
+    const unknown = dashboardQueries(dashboard).flatMap((q) => metricNamesIn(q.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${q.panel}: ${n}`));
+    expect(unknown).to.deep.equal([]);
+  });
+
+  it('has the panels the migration needs', () => {
+    const queries = dashboardQueries(dashboard);
+    const uses = (pattern: RegExp) => queries.filter((q) => pattern.test(q.expr));
+    expect(uses(/rate\(strangler_requests_total\{/), 'request rate').to.not.be.empty;
+    expect(uses(/code=~"5\.\."/), 'error ratio').to.not.be.empty;
+    for (const q of ['0.5', '0.95', '0.99']) expect(uses(new RegExp(`histogram_quantile\\(${q.replace('.', '\\.')}, sum by \\(le, backend\\)`)), `p${q} by backend`).to.not.be.empty;
+    for (const metric of [
+      'strangler_migration_job_types_ratio',
+      'strangler_migration_job_types\\b',
+      'strangler_route_weight',
+      'strangler_routing_decisions_total',
+      'strangler_upstream_errors_total',
+      'strangler_config_reloads_total',
+      'strangler_config_last_reload_success_timestamp_seconds',
+      'strangler_config_info',
+      'strangler_backend_up',
+    ]) {
+      expect(uses(new RegExp(metric)), metric).to.not.be.empty;
+    }
+    expect(uses(/by \(backend, kind\)/), 'upstream errors by kind').to.not.be.empty;
+    // Backends side by side: the request, error and latency panels split by backend, overall and per job type.
+    const byBackend = queries.filter((q) => q.legendFormat.includes('{{backend}}'));
+    expect(byBackend.filter((q) => q.legendFormat.includes('{{job_type}}')), 'per job type, by backend').to.have.length.of.at.least(3);
+    const repeated = allPanels(dashboard).find((p) => p.type === 'row' && p.repeat === 'job_type');
+    expect(repeated?.panels, 'a row repeated per job type').to.have.length.of.at.least(3);
+  });
+});
+
+describe('deploy/prometheus/alerts.yml', () => {
+  let known: Map<string, string[]>;
+  before(async () => {
+    known = await catalogue();
+  });
+
+  it('has the four alerts, each with severity, summary, description and a runbook section', () => {
+    const rules = alertRules();
+    expect(rules.map((r) => r.alert)).to.have.members([
+      'StranglerNewBackendErrorRatioAboveLegacy',
+      'StranglerNewBackendLatencyRegression',
+      'StranglerBackendDown',
+      'StranglerConfigReloadFailed',
+    ]);
+    const sections = runbookSections();
+    const problems: string[] = [];
+    for (const r of rules) {
+      if (!r.labels?.['severity']) problems.push(`${r.alert}: no severity label`);
+      for (const a of ['summary', 'description', 'runbook_url']) if (!r.annotations?.[a]?.trim()) problems.push(`${r.alert}: no ${a}`);
+      const anchor = /\/docs\/alerts\.md#([a-z0-9_-]+)$/.exec(r.annotations?.['runbook_url'] ?? '')?.[1];
+      if (!anchor) {
+        problems.push(`${r.alert}: runbook_url does not point into docs/alerts.md`);
+        continue;
+      }
+      const section = sections.get(anchor);
+      if (!section) problems.push(`${r.alert}: docs/alerts.md has no section #${anchor}`);
+      else {
+        if (section.heading !== r.alert) problems.push(`${r.alert}: #${anchor} is the section of ${section.heading}`);
+        for (const part of ['What it means', 'What to check', 'What to do']) if (!section.body.includes(`**${part}.**`)) problems.push(`${r.alert}: runbook lacks "${part}"`);
+      }
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('has no runbook section for an alert that does not exist', () => {
+    const names = new Set(alertRules().map((r) => r.alert));
+    const stale = [...runbookSections().values()].map((s) => s.heading).filter((h) => h.startsWith('Strangler') && !names.has(h));
+    expect(stale).to.deep.equal([]);
+  });
+
+  it('reads only metrics of the catalogue, and tells new from legacy by the backend named "buildbot"', () => {
+    const names = new Set(known.keys());
+    const rules = alertRules();
+    const unknown = rules.flatMap((r) => metricNamesIn(r.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${r.alert}: ${n}`));
+    expect(unknown).to.deep.equal([]);
+    // The documented convention (docs/alerts.md, "Which backend is legacy"): one name, used the same way everywhere.
+    for (const r of rules.filter((x) => x.alert.startsWith('StranglerNewBackend'))) {
+      const backendMatchers = [...r.expr.matchAll(/backend(!?=~?)"([^"]*)"/g)].map((m) => `${m[1]}${m[2]}`);
+      expect(new Set(backendMatchers), r.alert).to.deep.equal(new Set(['=buildbot', '!=buildbot']));
+    }
+  });
+});
