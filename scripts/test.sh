@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-system-deps.sh buildbot buildbot-worker
+bash scripts/install-system-deps.sh buildbot buildbot-worker prometheus chromium
 npm run --silent build
 npx --no-install tsc --noEmit -p tsconfig.json
 npx --no-install mocha --reporter ./test/support/summary-reporter.cjs 'test/unit/**/*.test.ts' 'test/e2e/**/*.test.ts' "$@"
