@@ -1,29 +1,41 @@
 #!/usr/bin/env node
 /**
- * The `strangler-proxy` command: serve (the default), validate, explain, demo.
- * Exit codes: 0 success, 1 invalid routes file or failed start, 2 usage error.
+ * The `strangler-proxy` command: serve (the default), validate, explain,
+ * routes, plan, demo. Exit codes: 0 success, 1 invalid routes file or failed
+ * start (or, for routes/plan --admin, the running proxy could not be asked),
+ * 2 usage error, 3 (plan only) the new file changes routing.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { buildPlan, formatPlan, formatRoutes } from './admin/report.js';
+import { routesView, type ProgressView, type RoutesView } from './admin/views.js';
 import { startStandinBackend, type StandinBackend } from './demo/standin.js';
 import { isStranglerError, StranglerError } from './errors.js';
 import { explainRequest, formatExplanation } from './explain.js';
-import { loadConfigFile } from './config/load.js';
+import { loadConfigFile, parseConfig } from './config/load.js';
 import { createLogger, parseLogFormat, parseLogLevel } from './logging/logger.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_PORT, startStrangler, type Strangler } from './main.js';
 import { BuilderDirectory } from './proxy/builder-directory.js';
+import type { RoutingTable } from './routing/table.js';
 
 const USAGE = `Usage:
   strangler-proxy [serve] [--config FILE] [--port N] [--admin-port N] [--host ADDR] [--admin-host ADDR]
-                          [--log-level error|warn|info|debug] [--log-format json|pretty]
+                          [--log-level error|warn|info|debug] [--log-format json|pretty] [--protect-admin-reads]
   strangler-proxy validate [FILE]
   strangler-proxy explain [--config FILE] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+  strangler-proxy routes [--config FILE | --admin URL] [--json]
+  strangler-proxy plan CURRENT.yaml NEW.yaml [--job-type NAME]... [--json]
+  strangler-proxy plan --admin URL NEW.yaml [--job-type NAME]... [--json]
   strangler-proxy demo
 
 Environment: STRANGLER_CONFIG (default ./routes.yaml), PORT (${DEFAULT_PORT}), ADMIN_PORT (${DEFAULT_ADMIN_PORT}),
-             HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json).
-Exit codes: 0 ok, 1 invalid routes file or failed start, 2 usage error.`;
+             HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json),
+             STRANGLER_ADMIN_TOKEN (bearer token for the admin API's POST endpoints; unset: they are disabled;
+             sent by routes/plan --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too).
+Exit codes: 0 ok, 1 invalid routes file, failed start, or admin API unreachable, 2 usage error,
+            3 plan: the new file changes routing.`;
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -36,6 +48,9 @@ const OPTIONS = {
   header: { type: 'string', short: 'H', multiple: true },
   'body-file': { type: 'string' },
   json: { type: 'boolean' },
+  admin: { type: 'string' },
+  'job-type': { type: 'string', multiple: true },
+  'protect-admin-reads': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -65,6 +80,12 @@ async function serve(values: Values): Promise<Strangler> {
   } catch (error) {
     throw usageError((error as Error).message);
   }
+  // SECURITY: the token comes from the environment only: a command-line flag would show in `ps` and shell history.
+  const adminToken = process.env.STRANGLER_ADMIN_TOKEN || undefined;
+  const protectAdminReads = values['protect-admin-reads'] === true || envFlag('STRANGLER_ADMIN_PROTECT_READS');
+  if (protectAdminReads && !adminToken) {
+    throw usageError('--protect-admin-reads / STRANGLER_ADMIN_PROTECT_READS needs STRANGLER_ADMIN_TOKEN set: without a token nobody could read the admin API');
+  }
   const logger = createLogger({ ...(level ? { level } : {}), ...(format ? { format } : {}) });
   const proxy = await startStrangler({
     configFile: configPath(values),
@@ -73,7 +94,15 @@ async function serve(values: Values): Promise<Strangler> {
     host: values.host ?? process.env.HOST ?? '0.0.0.0',
     adminHost: values['admin-host'] ?? process.env.ADMIN_HOST ?? '127.0.0.1',
     logger,
+    ...(adminToken ? { adminToken } : {}),
+    protectAdminReads,
   });
+  // SECURITY: says whether a token is set, never the token.
+  logger.info('admin API access', {
+    posts: adminToken ? 'enabled: bearer token required' : 'disabled: set STRANGLER_ADMIN_TOKEN to enable POST /reload and POST /explain',
+    reads: protectAdminReads ? 'bearer token required' : 'open (metrics and health are always open)',
+  });
+  if (adminToken && adminToken.length < 16) logger.warn('STRANGLER_ADMIN_TOKEN is shorter than 16 characters; use a long random value, e.g. `openssl rand -hex 32`');
   process.on('SIGHUP', () => void proxy.reload('signal'));
   let stopping = false;
   const stop = (signal: string) => {
@@ -88,6 +117,13 @@ async function serve(values: Values): Promise<Strangler> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return proxy;
+}
+
+function envFlag(name: string): boolean {
+  const value = (process.env[name] ?? '').trim().toLowerCase();
+  if (['', '0', 'false', 'no', 'off'].includes(value)) return false;
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  throw usageError(`${name} must be 1/true/yes/on or 0/false/no/off, got "${process.env[name]}"`);
 }
 
 async function validate(positionals: string[], values: Values): Promise<number> {
@@ -117,6 +153,158 @@ async function explain(positionals: string[], values: Values): Promise<number> {
   const result = await explainRequest(table, { method, path: requestPath, headers: parseHeaders(values.header), ...(body ? { body } : {}) }, new BuilderDirectory());
   console.log(values.json ? JSON.stringify(result, null, 2) : formatExplanation(result));
   return 0;
+}
+
+/** A reachable problem of `routes`/`plan --admin` (not a usage error): printed, exit 1. */
+class AdminUnavailable extends Error {}
+
+function adminBase(url: string): URL {
+  let base: URL;
+  try {
+    base = new URL(url);
+  } catch {
+    throw usageError(`--admin expects the admin listener's URL, e.g. http://127.0.0.1:8081, got "${url}"`);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw usageError(`--admin expects an http:// or https:// URL, got "${url}"`);
+  if (base.username || base.password) throw usageError('--admin: put no credentials in the URL; the token is read from STRANGLER_ADMIN_TOKEN');
+  return base;
+}
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || (isIP(host) === 4 && host.startsWith('127.')) || host === '::1';
+}
+
+/** GET a JSON endpoint of a running proxy's admin API, with the bearer token from STRANGLER_ADMIN_TOKEN when set. */
+async function adminGet<T>(base: URL, endpoint: string): Promise<T> {
+  const url = new URL(base.pathname.replace(/\/+$/, '') + endpoint, base);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  const token = process.env.STRANGLER_ADMIN_TOKEN;
+  if (token) {
+    // SECURITY: the token goes to the URL given and nowhere else (no redirects followed); plain http off this machine is warned about.
+    if (url.protocol === 'http:' && !isLoopback(url.hostname)) console.error(`warning: sending the admin token over plain http to ${url.host}`);
+    headers.authorization = `Bearer ${token}`;
+  }
+  let res: Response;
+  try {
+    res = await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(10_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    throw new AdminUnavailable(`cannot ask the running proxy at ${url.origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new AdminUnavailable(`${url.href} answered ${res.status} with something that is not JSON: is ${base.origin} the admin port?`);
+  }
+  if (!res.ok) {
+    const message = (body as { error?: unknown }).error;
+    const hint = res.status === 401 ? (token ? ' (STRANGLER_ADMIN_TOKEN does not match the proxy\'s token)' : ' (set STRANGLER_ADMIN_TOKEN to the proxy\'s admin token)') : '';
+    throw new AdminUnavailable(`${url.href} answered ${res.status}: ${typeof message === 'string' ? message : text.slice(0, 200)}${hint}`);
+  }
+  return body as T;
+}
+
+/** The routing table a running proxy has in force, compiled here from the file text it reports. */
+function tableFromAdmin(view: RoutesView, base: URL): RoutingTable {
+  try {
+    return parseConfig(Buffer.from(view.text, 'utf8'), `${base.origin} (${view.file})`, new Date(view.loadedAt));
+  } catch (error) {
+    throw new AdminUnavailable(`the running proxy's routes (${view.file}) do not compile here: ${(error as Error).message}`);
+  }
+}
+
+async function routes(positionals: string[], values: Values): Promise<number> {
+  if (positionals.length) throw usageError(`routes takes no arguments, got "${positionals.join(' ')}"; use --config FILE or --admin URL`);
+  if (values.admin !== undefined && values.config !== undefined) throw usageError('routes takes --config FILE or --admin URL, not both');
+  let view: RoutesView;
+  if (values.admin !== undefined) {
+    const base = adminBase(values.admin);
+    try {
+      view = await adminGet<RoutesView>(base, '/routes');
+    } catch (error) {
+      if (!(error instanceof AdminUnavailable)) throw error;
+      console.error(error.message);
+      return 1;
+    }
+  } else {
+    view = routesView(await loadConfigFile(configPath(values)));
+  }
+  console.log(values.json ? JSON.stringify(view, null, 2) : formatRoutes(view));
+  return 0;
+}
+
+/** Loads every file given and reports every invalid one (not just the first), like validate does. */
+async function loadAll(files: string[]): Promise<RoutingTable[] | undefined> {
+  const results = await Promise.allSettled(files.map((f) => loadConfigFile(path.resolve(f))));
+  let failed = false;
+  for (const r of results) {
+    if (r.status === 'rejected') {
+      if (!isStranglerError(r.reason)) throw r.reason;
+      console.error(r.reason.message);
+      failed = true;
+    }
+  }
+  return failed ? undefined : results.map((r) => (r as PromiseFulfilledResult<RoutingTable>).value);
+}
+
+async function plan(positionals: string[], values: Values): Promise<number> {
+  const extra = values['job-type'] ?? [];
+  for (const name of extra) if (!name) throw usageError('--job-type needs a job type name');
+  let report;
+  if (values.admin !== undefined) {
+    if (positionals.length !== 1) throw usageError(`plan --admin URL takes one file, NEW.yaml; got ${positionals.length}`);
+    const base = adminBase(values.admin);
+    const tables = await loadAll([positionals[0]!]);
+    if (!tables) return 1;
+    let current: RoutingTable;
+    let progress: ProgressView;
+    let view: RoutesView;
+    try {
+      view = await adminGet<RoutesView>(base, '/routes');
+      progress = await adminGet<ProgressView>(base, '/progress');
+      current = tableFromAdmin(view, base);
+    } catch (error) {
+      if (!(error instanceof AdminUnavailable)) throw error;
+      console.error(error.message);
+      return 1;
+    }
+    const traffic = new Map<string, number>();
+    const nonJobTypes = new Set<string>();
+    for (const j of progress.jobTypes) {
+      if (j.requests['1h'].requests > 0) traffic.set(j.jobType, j.requests['1h'].requests);
+      if (j.label !== 'job-type') nonJobTypes.add(j.jobType);
+    }
+    report = buildPlan({
+      mode: 'admin',
+      current,
+      next: tables[0]!,
+      currentSource: `${base.origin} (in force: ${view.file})`,
+      nextSource: path.resolve(positionals[0]!),
+      extraJobTypes: [...progress.knownJobTypeNames, ...extra],
+      considered: "the running proxy's known job types and traffic, the exact names in both files, --job-type",
+      traffic,
+      trafficWindow: '1h',
+      nonJobTypeLabels: nonJobTypes,
+    });
+  } else {
+    if (positionals.length !== 2) throw usageError(`plan needs CURRENT.yaml NEW.yaml (or --admin URL NEW.yaml); got ${positionals.length} file${positionals.length === 1 ? '' : 's'}`);
+    const tables = await loadAll(positionals);
+    if (!tables) return 1;
+    report = buildPlan({
+      mode: 'files',
+      current: tables[0]!,
+      next: tables[1]!,
+      currentSource: path.resolve(positionals[0]!),
+      nextSource: path.resolve(positionals[1]!),
+      extraJobTypes: extra,
+      considered: 'the exact names in both files, --job-type',
+    });
+  }
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatPlan(report));
+  return report.changed ? 3 : 0;
 }
 
 /**
@@ -180,6 +368,10 @@ export async function main(argv: string[]): Promise<number | undefined> {
       return validate(rest, values);
     case 'explain':
       return explain(rest, values);
+    case 'routes':
+      return routes(rest, values);
+    case 'plan':
+      return plan(rest, values);
     case 'demo':
       await demo(values);
       return undefined;

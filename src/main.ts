@@ -36,6 +36,8 @@ export interface StartOptions {
   adminToken?: string;
   /** Require the token for the admin API's read endpoints too (metrics and health stay open). */
   protectAdminReads?: boolean;
+  /** How long a client has to send its request headers (default 30 s). */
+  clientHeadersTimeoutMs?: number;
   pollIntervalMs?: number;
 }
 
@@ -121,7 +123,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     }
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, traffic, logger });
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, { ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}) });
   const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0');
   const backendStatus = (): BackendStatus[] =>
     [...store.current().backends.values()].map((b) => {
@@ -210,9 +212,13 @@ function urlHost(address: AddressInfo): string {
  */
 async function drain(server: Server, timeoutMs: number): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // A keep-alive connection whose last response just finished is closed at once, not left idle
+  // for its keep-alive timeout; requests started from now on are answered with Connection: close.
   server.closeIdleConnections();
+  const sweep = setInterval(() => server.closeIdleConnections(), 100);
   const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
   timer.unref();
   await closed;
+  clearInterval(sweep);
   clearTimeout(timer);
 }

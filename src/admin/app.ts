@@ -1,8 +1,11 @@
 /**
  * The admin listener: metrics for Prometheus and probes for orchestrators,
- * kept off the proxy port so clients of the proxy never see them.
+ * the operator's JSON API (routes, explain, backends, history, progress,
+ * reload) and the status page, kept off the proxy port so clients of the
+ * proxy never see them. docs/admin.md documents every endpoint.
  */
-import express, { type Express } from 'express';
+import { randomBytes } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { ConfigVersion } from '../config/history.js';
 import type { ReloadEvent } from '../config/store.js';
 import type { ExplainInput, Explanation } from '../explain.js';
@@ -10,6 +13,11 @@ import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { TrafficStats } from '../metrics/traffic.js';
 import type { CircuitState } from '../proxy/circuit.js';
 import type { RoutingTable } from '../routing/table.js';
+import { checkToken, requireToken } from './auth.js';
+import { BadRequest, sendAdminError } from './errors.js';
+import { renderLockedPage, renderStatusPage, statusPageCsp, type PageModel } from './page.js';
+import { explainFromBody, explainFromQuery, intParam, MAX_EXPLAIN_BODY_BYTES, onlyParams } from './params.js';
+import { backendsView, historyView, progressView, routesView, type RowsByWindow } from './views.js';
 
 export interface BackendStatus {
   name: string;
@@ -42,10 +50,36 @@ export interface AdminDeps {
   auth: { token: string | undefined; protectReads: boolean };
 }
 
+/** How often the status page re-fetches itself. */
+export const PAGE_REFRESH_MS = 2000;
+const HISTORY_LIMIT_MAX = 100;
+
+const ENDPOINTS: Record<string, readonly string[]> = {
+  '/': ['GET'],
+  '/metrics': ['GET'],
+  '/healthz': ['GET'],
+  '/readyz': ['GET'],
+  '/routes': ['GET'],
+  '/explain': ['GET', 'POST'],
+  '/backends': ['GET'],
+  '/history': ['GET'],
+  '/progress': ['GET'],
+  '/reload': ['POST'],
+};
+
 export function createAdminApp(deps: AdminDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.disable('etag'); // every answer is "now"; a 304 would only hide a change
+  const read = requireToken(deps.auth, 'read');
+  const write = requireToken(deps.auth, 'write');
+  const noStore = (_req: Request, res: Response, next: NextFunction) => {
+    res.set('cache-control', 'no-store');
+    next();
+  };
+  app.use(noStore);
 
+  // Always open, whatever protectReads says: scrapers and orchestrators carry no token.
   app.get('/metrics', async (_req, res) => {
     res.set('content-type', deps.metrics.registry.contentType);
     res.end(await deps.metrics.registry.metrics());
@@ -59,8 +93,123 @@ export function createAdminApp(deps: AdminDeps): Express {
     const ready = deps.isReady();
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready' });
   });
-  app.use((_req, res) => {
-    res.status(404).json({ error: 'not found', endpoints: ['/metrics', '/healthz', '/readyz'] });
+
+  const rowsByWindow = (): RowsByWindow => ({ '5m': deps.traffic.rows('5m'), '1h': deps.traffic.rows('1h'), all: deps.traffic.rows('all') });
+
+  app.get('/routes', read, (req, res) => {
+    onlyParams(req.query, []);
+    res.json(routesView(deps.table(), deps.knownJobTypes()));
+  });
+
+  app.get('/explain', read, async (req, res) => {
+    res.json(await deps.explain(explainFromQuery(req.query)));
+  });
+  // SECURITY: the token is checked before the body is read, so an unauthenticated client cannot make the proxy parse anything.
+  app.post('/explain', write, express.json({ limit: MAX_EXPLAIN_BODY_BYTES, strict: true }), async (req, res) => {
+    if (!req.is('application/json')) throw new UnsupportedMediaType();
+    res.json(await deps.explain(explainFromBody(req.body)));
+  });
+
+  app.get('/backends', read, (req, res) => {
+    onlyParams(req.query, []);
+    res.json({ backends: backendsView(deps.backends(), deps.traffic.rows('5m')) });
+  });
+
+  app.get('/history', read, (req, res) => {
+    onlyParams(req.query, ['limit']);
+    res.json(historyView(deps.history(), intParam(req.query, 'limit', 1, HISTORY_LIMIT_MAX, 20)));
+  });
+
+  app.get('/progress', read, (req, res) => {
+    onlyParams(req.query, []);
+    res.json(progressView(deps.table(), deps.knownJobTypes(), rowsByWindow(), deps.traffic.since, new Date()));
+  });
+
+  app.post('/reload', write, async (_req, res) => {
+    const event = await deps.reload();
+    const version = deps.history().find((v) => v.at === event.at.toISOString());
+    if (event.result === 'success') {
+      res.json({
+        result: 'success',
+        trigger: event.trigger,
+        at: event.at.toISOString(),
+        hash: event.table.source.hash,
+        previousHash: event.previous?.source.hash ?? null,
+        routes: event.table.routes.length,
+        moved: version?.moved ?? [],
+        movedShareOfLastHour: version?.movedShareOfLastHour ?? 0,
+      });
+      return;
+    }
+    // A rejected file is not the caller's fault, but it is not success either: 422 lets `curl -f` fail.
+    const error = event.error;
+    sendAdminError(res, 422, error?.code === 'CONFIG_UNREADABLE' ? 'CONFIG_UNREADABLE' : 'CONFIG_INVALID', error?.message ?? 'the routes file was rejected', {
+      result: 'failure',
+      trigger: event.trigger,
+      at: event.at.toISOString(),
+      hash: event.hash ?? null,
+      problems: (error?.details.problems as unknown[] | undefined) ?? [],
+      inForce: { hash: event.table.source.hash, loadedAt: event.table.source.loadedAt.toISOString() },
+    });
+  });
+
+  app.get('/', (req, res) => {
+    // SECURITY: a fresh nonce per answer; the CSP lets only the page's own script run.
+    const nonce = randomBytes(16).toString('base64');
+    res.set('content-security-policy', statusPageCsp(nonce));
+    res.set('x-content-type-options', 'nosniff');
+    res.set('referrer-policy', 'no-referrer');
+    res.set('x-frame-options', 'DENY');
+    res.type('html');
+    const check = checkToken(deps.auth, 'read', req.headers.authorization);
+    if (!check.ok) {
+      if (check.wwwAuthenticate) res.set('WWW-Authenticate', check.wwwAuthenticate);
+      res.status(check.status).send(renderLockedPage(check.message, PAGE_REFRESH_MS, nonce));
+      return;
+    }
+    res.send(renderStatusPage(pageModel(deps, rowsByWindow()), nonce));
+  });
+
+  app.use((req, res) => {
+    const allowed = ENDPOINTS[req.path];
+    if (allowed) {
+      res.set('allow', [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : [])].join(', '));
+      return sendAdminError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${req.path}; expected ${allowed.join(' or ')}`);
+    }
+    sendAdminError(res, 404, 'NOT_FOUND', 'not found', { endpoints: Object.entries(ENDPOINTS).flatMap(([path, methods]) => methods.map((m) => `${m} ${path}`)) });
+  });
+
+  // One error shape for everything thrown: bad input is a 400 with its message, never a 500.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof BadRequest) return sendAdminError(res, 400, 'BAD_REQUEST', error.message, error.details);
+    if (error instanceof UnsupportedMediaType) return sendAdminError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', error.message);
+    const type = (error as { type?: unknown }).type;
+    if (type === 'entity.parse.failed') return sendAdminError(res, 400, 'BAD_REQUEST', `the body is not valid JSON: ${(error as Error).message}`);
+    if (type === 'entity.too.large') return sendAdminError(res, 413, 'PAYLOAD_TOO_LARGE', `the body is larger than ${MAX_EXPLAIN_BODY_BYTES} bytes`);
+    if (type === 'encoding.unsupported' || type === 'charset.unsupported') return sendAdminError(res, 415, 'UNSUPPORTED_MEDIA_TYPE', (error as Error).message);
+    if (type === 'request.aborted') return; // the client is gone
+    // SECURITY: no internals (stack, paths) to the client.
+    sendAdminError(res, 500, 'INTERNAL', 'internal error in the admin API');
   });
   return app;
+}
+
+class UnsupportedMediaType extends Error {
+  constructor() {
+    super('expected content-type application/json');
+  }
+}
+
+function pageModel(deps: AdminDeps, rows: RowsByWindow): PageModel {
+  const table = deps.table();
+  const known = deps.knownJobTypes();
+  return {
+    routes: routesView(table, []),
+    progress: progressView(table, known, rows, deps.traffic.since, new Date()),
+    backends: backendsView(deps.backends(), rows['5m']),
+    history: deps.history(),
+    now: new Date(),
+    postsEnabled: deps.auth.token !== undefined && deps.auth.token !== '',
+    refreshMs: PAGE_REFRESH_MS,
+  };
 }

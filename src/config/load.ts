@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import { StranglerError } from '../errors.js';
 import type { RoutingTable } from '../routing/table.js';
 import { compileConfig } from './compile.js';
@@ -14,6 +14,7 @@ import { shapeProblems, validateShape, type PathSegment, type Problem, type RawC
 
 /** A routes.yaml is a page of rules; anything this big is a mistake, and parsing it would cost memory. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+const MAX_REPORTED_PROBLEMS = 20;
 
 export interface LocatedProblem {
   file: string;
@@ -52,24 +53,46 @@ function unreadable(file: string, error: unknown): StranglerError {
 
 /** Parses, validates and compiles a whole file's bytes; throws CONFIG_INVALID listing every problem. */
 export function parseConfig(bytes: Buffer, file: string, now: Date = new Date()): RoutingTable {
+  try {
+    return parseConfigUnguarded(bytes, file, now);
+  } catch (error) {
+    if (error instanceof StranglerError) throw error;
+    // Whatever a hostile file does to the parser (stack depth, say), it is a rejected file, never a crash.
+    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `could not be parsed: ${(error as Error)?.message ?? String(error)}` }]);
+  }
+}
+
+function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTable {
   if (bytes.length > MAX_CONFIG_BYTES) {
     throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `the file is ${bytes.length} bytes; expected at most ${MAX_CONFIG_BYTES}` }]);
   }
   const text = bytes.toString('utf8');
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, strict: true });
+  // uniqueKeys is checked below in linear time: the parser's own check is quadratic in a map's size.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: false, strict: true });
 
   const syntax = [...doc.errors, ...doc.warnings];
   if (syntax.length > 0) {
     throw invalid(
       file,
-      syntax.map((e) => ({
+      syntax.slice(0, MAX_REPORTED_PROBLEMS).map((e) => ({
         file,
         line: e.linePos?.[0].line ?? 1,
         column: e.linePos?.[0].col ?? 1,
         field: '(syntax)',
         message: `YAML syntax: ${e.message.split('\n')[0]}`,
       })),
+    );
+  }
+
+  const duplicates = duplicateKeys(doc);
+  if (duplicates.length > 0) {
+    throw invalid(
+      file,
+      duplicates.slice(0, MAX_REPORTED_PROBLEMS).map((d) => {
+        const pos = lineCounter.linePos(d.offset);
+        return { file, line: pos.line, column: pos.col, field: '(syntax)', message: `YAML syntax: map keys must be unique; "${d.key}" appears again` };
+      }),
     );
   }
 
@@ -84,13 +107,36 @@ export function parseConfig(bytes: Buffer, file: string, now: Date = new Date())
     throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: 'the file is empty; expected a mapping with "backends" and "routes"' }]);
   }
 
-  const locate = (problems: Problem[]) => problems.map((p) => locateProblem(doc, lineCounter, file, p));
+  const locate = (problems: Problem[]) => {
+    // A file can be wrong in thousands of places; the first few say enough, and locating each costs a walk.
+    const located = problems.slice(0, MAX_REPORTED_PROBLEMS).map((p) => locateProblem(doc, lineCounter, file, p));
+    if (problems.length > MAX_REPORTED_PROBLEMS) {
+      located.push({ file, line: located.at(-1)!.line, column: 1, field: '(file)', message: `and ${problems.length - MAX_REPORTED_PROBLEMS} more problems` });
+    }
+    return located;
+  };
   if (!validateShape(raw)) throw invalid(file, locate(shapeProblems(validateShape.errors ?? [], raw)));
 
   const hash = createHash('sha256').update(bytes).digest('hex');
   const result = compileConfig(raw as RawConfig, { file, hash, loadedAt: now, text });
   if (!result.ok) throw invalid(file, locate(result.problems));
   return result.table;
+}
+
+/** Keys repeated within one mapping, in linear time. */
+function duplicateKeys(doc: Document): Array<{ key: string; offset: number }> {
+  const found: Array<{ key: string; offset: number }> = [];
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : JSON.stringify(pair.key);
+        if (seen.has(key)) found.push({ key, offset: (pair.key as YamlNode | null)?.range?.[0] ?? 0 });
+        seen.add(key);
+      }
+    },
+  });
+  return found;
 }
 
 function invalid(file: string, problems: LocatedProblem[]): StranglerError {

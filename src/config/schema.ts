@@ -80,6 +80,7 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
     backends: {
       type: 'object',
       minProperties: 1,
+      maxProperties: 64,
       propertyNames: { type: 'string', pattern: BACKEND_NAME_PATTERN },
       required: [],
       additionalProperties: {
@@ -121,6 +122,7 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
     routes: {
       type: 'array',
       nullable: true,
+      maxItems: 50_000,
       items: {
         type: 'object',
         additionalProperties: false,
@@ -257,6 +259,12 @@ export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Pr
         break;
       case 'propertyNames':
         break; // reported through its 'pattern' error, which names the key
+      case 'maxProperties':
+        problems.push({ path, message: `expected at most ${error.params.limit} backends` });
+        break;
+      case 'maxItems':
+        problems.push({ path, message: `expected at most ${error.params.limit} entries` });
+        break;
       case 'minProperties':
         problems.push({ path, message: path.at(-1) === 'split' ? 'expected at least one backend with a weight' : 'expected at least one backend' });
         break;

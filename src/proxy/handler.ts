@@ -32,6 +32,8 @@ export interface ProxyDeps {
   metrics: ProxyMetrics;
   traffic: TrafficStats;
   logger: Logger;
+  /** True once shutdown began: answers then carry `Connection: close` so keep-alive clients go elsewhere. */
+  isDraining?: () => boolean;
 }
 
 /** A backend takes requests unless its circuit is open or its health probes say it is down. */
@@ -104,6 +106,7 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
   const requestId = requestIdOf(req);
   const method = req.method ?? 'GET';
   res.setHeader('x-request-id', requestId);
+  if (deps.isDraining?.()) res.shouldKeepAlive = false; // node then sends Connection: close
 
   let decision: Decision | undefined;
   let failureKind: string | undefined;

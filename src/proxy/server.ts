@@ -10,15 +10,23 @@ import { gatherFacts } from './facts.js';
 import { createProxyHandler, originFormTarget, requestIdOf, type ProxyDeps } from './handler.js';
 import { createUpgradeForwarder } from './websocket.js';
 
-export function createProxyServer(deps: ProxyDeps): http.Server {
+export interface ProxyServerOptions {
+  /** How long a client has to send its request headers (slowloris protection). */
+  clientHeadersTimeoutMs?: number;
+}
+
+export function createProxyServer(deps: ProxyDeps, options: ProxyServerOptions = {}): http.Server {
+  const headersTimeout = options.clientHeadersTimeoutMs ?? 30_000;
   const server = http.createServer(
     {
       // Node answers 431 to larger header blocks itself.
       maxHeaderSize: 32 * 1024,
       // A client has this long to send its headers (slowloris); bodies may stream for longer.
-      headersTimeout: 30_000,
+      headersTimeout,
       requestTimeout: 0,
       keepAliveTimeout: 65_000,
+      // How often the header timeout is enforced; node's default (30 s) would let it run over by that much.
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
     },
     createProxyHandler(deps),
   );

@@ -28,7 +28,7 @@ export function routesYaml(backends: Record<string, { url: string; legacy?: bool
   return `backends:\n${lines.join('\n')}\n${body}`;
 }
 
-export async function startTestProxy(yaml: string, options: { pollIntervalMs?: number; drainTimeoutMs?: number } = {}): Promise<TestProxy> {
+export async function startTestProxy(yaml: string, options: { pollIntervalMs?: number; drainTimeoutMs?: number; clientHeadersTimeoutMs?: number; quiet?: boolean } = {}): Promise<TestProxy> {
   const dir = mkdtempSync(path.join(tmpdir(), 'strangler-test-'));
   const configFile = path.join(dir, 'routes.yaml');
   writeFileSync(configFile, yaml);
@@ -45,7 +45,9 @@ export async function startTestProxy(yaml: string, options: { pollIntervalMs?: n
     port: 0,
     adminPort: 0,
     host: '127.0.0.1',
-    logger: createLogger({ stream, level: 'debug' }),
+    // quiet: load tests keep only warnings and errors, so millions of access-log lines are not held in memory.
+    logger: createLogger({ stream, level: options.quiet ? 'warn' : 'debug' }),
+    ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
     pollIntervalMs: options.pollIntervalMs ?? 1000,
     drainTimeoutMs: options.drainTimeoutMs ?? 2000,
   });

@@ -1,0 +1,234 @@
+/**
+ * What the `routes` and `plan` commands print, as pure functions of routing
+ * tables and (for `plan --admin`) the running proxy's traffic, so the tests
+ * can check the numbers without a terminal.
+ */
+import { movedShare, planChanges, type JobTypeChange, type Shares } from '../routing/plan.js';
+import type { RoutingTable } from '../routing/table.js';
+import { round4, routeView, type RoutesView, type RouteView } from './views.js';
+
+// ---------------------------------------------------------------- text tables
+
+/** Left-aligned columns, two spaces apart; trailing spaces trimmed. */
+export function alignColumns(rows: readonly (readonly string[])[], indent = ''): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => indent + row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+}
+
+const pct = (share: number, digits = 0): string => `${(share * 100).toFixed(digits)}%`;
+
+export function describeTargets(r: Pick<RouteView, 'split' | 'targets'>): string {
+  if (!r.split) return r.targets[0]?.backend ?? '-';
+  return r.targets.map((t) => `${t.backend} ${pct(t.share)}`).join(', ');
+}
+
+function describeShadow(r: RouteView): string {
+  return r.shadow ? `${r.shadow.backend} ${r.shadow.percent}%${r.shadow.mutating ? ' mutating' : ''}` : '-';
+}
+
+/** A rule in one line, for `plan`'s list of changed rules. */
+export function describeRule(r: RouteView): string {
+  const parts = [describeTargets(r)];
+  if (r.stickyBy.length) parts.push(`sticky by ${r.stickyBy.join(', ')}`);
+  if (r.shadow) parts.push(`shadow ${describeShadow(r)}`);
+  if (r.fallback) parts.push(`fallback ${r.fallback}`);
+  if (r.retries) parts.push(`retries ${r.retries}`);
+  return parts.join('; ');
+}
+
+export function describeShares(shares: Shares): string {
+  const entries = Object.entries(shares).filter(([, s]) => s > 0);
+  if (entries.length === 1 && entries[0]![1] >= 0.99995) return entries[0]![0];
+  return entries.map(([b, s]) => `${b} ${pct(s)}`).join(', ');
+}
+
+// ---------------------------------------------------------------- routes
+
+/** The `routes` command's text: the effective table, then default and backends. */
+export function formatRoutes(view: RoutesView): string {
+  const out: string[] = [`${view.file}  hash ${view.hash.slice(0, 12)}  loaded ${view.loadedAt}`, ''];
+  if (view.routes.length === 0) {
+    out.push('  no routes: every request goes to the default backend');
+  } else {
+    const rows = [['#', 'JOB TYPE', 'KIND', 'BACKEND / SPLIT', 'STICKY', 'SHADOW', 'FALLBACK', 'RETRIES']];
+    for (const r of view.routes) {
+      rows.push([String(r.index), r.jobType, r.kind, describeTargets(r), r.stickyBy.join(', ') || '-', describeShadow(r), r.fallback ?? '-', String(r.retries)]);
+    }
+    out.push(...alignColumns(rows, '  '));
+    for (const r of view.routes) {
+      if (r.overriddenBy !== null) out.push(`  note: routes[${r.index}] ${r.jobType} never applies: routes[${r.overriddenBy}] matches it first`);
+    }
+  }
+  out.push('', `default: ${view.default} (job types no rule matches, and requests that name none)`, 'backends:');
+  out.push(...alignColumns(view.backends.map((b) => [b.name, b.url, [b.legacy ? 'legacy' : '', b.default ? 'default' : ''].filter(Boolean).join(', ')]), '  '));
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------- plan
+
+export interface RuleChange {
+  jobType: string;
+  change: 'added' | 'removed' | 'changed' | 'reordered';
+  indexBefore: number | null;
+  indexAfter: number | null;
+  before: string | null;
+  after: string | null;
+}
+
+export interface PlannedJobType extends JobTypeChange {
+  /** Share (0 to 1) of all sampled requests that this job type moves; null without a sample. */
+  shareOfAllRequests: number | null;
+}
+
+export interface PlanReport {
+  mode: 'files' | 'admin';
+  current: { source: string; hash: string };
+  next: { source: string; hash: string };
+  /** The job types looked at, and where they came from. */
+  jobTypesConsidered: number;
+  considered: string;
+  /** Glob and regex rules of either file: the job types they match are only known when named. */
+  patternRules: string[];
+  /** The running proxy's traffic the shares are weighed by; null offline. */
+  sample: { window: string; requests: number } | null;
+  changes: PlannedJobType[];
+  /** Requests naming no job type follow the default backend: moved when it changes. */
+  noJobType: { requests: number; before: string; after: string; moved: number } | null;
+  /** Share (0 to 1) of the sampled requests that would change backend; null without a sample. */
+  movedShareOfTraffic: number | null;
+  movedRequests: number | null;
+  rules: RuleChange[];
+  /** Backends added, removed or moved; default or legacy changed. */
+  notes: string[];
+  /** True when anything that routing depends on differs: the command exits 3. */
+  changed: boolean;
+}
+
+export interface PlanInput {
+  mode: 'files' | 'admin';
+  current: RoutingTable;
+  next: RoutingTable;
+  currentSource: string;
+  nextSource: string;
+  /** Job types known beyond the files' exact names (the running proxy's, and --job-type). */
+  extraJobTypes: readonly string[];
+  considered: string;
+  /** Requests per traffic label (job types, and "none"/"other"/"multiple"); undefined offline. */
+  traffic?: ReadonlyMap<string, number>;
+  trafficWindow?: string;
+  /** Traffic labels that are not job types (no job type, past the label limit, several builders). */
+  nonJobTypeLabels?: ReadonlySet<string>;
+}
+
+export function ruleChanges(current: RoutingTable, next: RoutingTable): RuleChange[] {
+  const before = new Map(current.routes.map((r) => [r.pattern, routeView(current, r)]));
+  const after = new Map(next.routes.map((r) => [r.pattern, routeView(next, r)]));
+  const out: RuleChange[] = [];
+  for (const [pattern, b] of before) {
+    const a = after.get(pattern);
+    if (!a) out.push({ jobType: pattern, change: 'removed', indexBefore: b.index, indexAfter: null, before: describeRule(b), after: null });
+    else if (describeRule(a) !== describeRule(b)) out.push({ jobType: pattern, change: 'changed', indexBefore: b.index, indexAfter: a.index, before: describeRule(b), after: describeRule(a) });
+  }
+  for (const [pattern, a] of after) if (!before.has(pattern)) out.push({ jobType: pattern, change: 'added', indexBefore: null, indexAfter: a.index, before: null, after: describeRule(a) });
+  // Order matters (first match wins): rules kept in both files whose relative order changed.
+  const kept = next.routes.map((r) => r.pattern).filter((p) => before.has(p));
+  const keptBefore = current.routes.map((r) => r.pattern).filter((p) => after.has(p));
+  kept.forEach((p, i) => {
+    if (keptBefore[i] !== p && !out.some((c) => c.jobType === p)) {
+      out.push({ jobType: p, change: 'reordered', indexBefore: before.get(p)!.index, indexAfter: after.get(p)!.index, before: describeRule(before.get(p)!), after: describeRule(after.get(p)!) });
+    }
+  });
+  return out.sort((x, y) => (x.indexAfter ?? x.indexBefore ?? 0) - (y.indexAfter ?? y.indexBefore ?? 0));
+}
+
+export function buildPlan(input: PlanInput): PlanReport {
+  const { current, next } = input;
+  const nonJobTypes = input.nonJobTypeLabels ?? new Set<string>();
+  const jobTypes = new Set<string>([...current.exactRoutes.keys(), ...next.exactRoutes.keys(), ...input.extraJobTypes]);
+  if (input.traffic) for (const label of input.traffic.keys()) if (!nonJobTypes.has(label)) jobTypes.add(label);
+  for (const label of nonJobTypes) jobTypes.delete(label);
+  const traffic = input.traffic ?? new Map<string, number>();
+  const plan = planChanges(current, next, jobTypes, traffic);
+  const sampled = plan.sampledRequests;
+  const hasSample = input.traffic !== undefined;
+
+  let noJobType: PlanReport['noJobType'] = null;
+  const noneRequests = nonJobTypes.has('none') ? (traffic.get('none') ?? 0) : 0;
+  if (current.defaultBackend.name !== next.defaultBackend.name) {
+    noJobType = {
+      requests: noneRequests,
+      before: current.defaultBackend.name,
+      after: next.defaultBackend.name,
+      moved: movedShare({ [current.defaultBackend.name]: 1 }, { [next.defaultBackend.name]: 1 }),
+    };
+  }
+  // Recomputed from the changes (rather than plan.movedShareOfTraffic) so that requests naming no job type count too.
+  const movedRequests = plan.changes.reduce((sum, c) => sum + c.moved * c.requests, 0) + (noJobType ? noJobType.moved * noJobType.requests : 0);
+  const patternRules = [...new Set([...current.patternRoutes, ...next.patternRoutes].map((r) => r.pattern))];
+  const rules = ruleChanges(current, next);
+  return {
+    mode: input.mode,
+    current: { source: input.currentSource, hash: current.source.hash },
+    next: { source: input.nextSource, hash: next.source.hash },
+    jobTypesConsidered: jobTypes.size,
+    considered: input.considered,
+    patternRules,
+    sample: hasSample ? { window: input.trafficWindow ?? '', requests: sampled } : null,
+    changes: plan.changes.map((c) => ({ ...c, shareOfAllRequests: hasSample && sampled > 0 ? round4((c.moved * c.requests) / sampled) : hasSample ? 0 : null })),
+    noJobType,
+    movedShareOfTraffic: !hasSample ? null : sampled === 0 ? 0 : round4(movedRequests / sampled),
+    movedRequests: hasSample ? Math.round(movedRequests * 100) / 100 : null,
+    rules,
+    notes: plan.notes,
+    changed: plan.changes.length > 0 || plan.notes.length > 0 || rules.length > 0,
+  };
+}
+
+export function formatPlan(p: PlanReport): string {
+  const out: string[] = [`plan: ${p.current.source} (${p.current.hash.slice(0, 12)}) -> ${p.next.source} (${p.next.hash.slice(0, 12)})`, ''];
+  const window = p.sample ? (p.sample.window === 'all' ? 'since the proxy started' : `in the last ${p.sample.window === '1h' ? 'hour' : p.sample.window}`) : '';
+
+  if (p.changes.length === 0) {
+    out.push(`no job type changes backend or weight (of ${p.jobTypesConsidered} considered)`);
+  } else {
+    out.push(`${p.changes.length} job type${p.changes.length === 1 ? '' : 's'} would change backend or weight:`);
+    const rows = [['JOB TYPE', 'BEFORE', 'AFTER', 'RULE BEFORE -> AFTER', 'MOVES', p.sample ? `REQUESTS (${p.sample.window})` : 'REQUESTS']];
+    for (const c of p.changes) {
+      const rule = `${c.ruleBefore ?? '(default)'} -> ${c.ruleAfter === c.ruleBefore ? '(same)' : (c.ruleAfter ?? '(default)')}`;
+      const requests = !p.sample ? 'n/a' : `${c.requests}${c.shareOfAllRequests ? ` (moves ${pct(c.shareOfAllRequests, 1)} of all)` : ''}`;
+      rows.push([c.jobType, describeShares(c.before), describeShares(c.after), rule, pct(c.moved, 1), requests]);
+    }
+    out.push(...alignColumns(rows, '  '));
+  }
+  if (p.noJobType) {
+    out.push(`requests that name no job type: ${p.noJobType.before} -> ${p.noJobType.after}${p.sample ? ` (${p.noJobType.requests} ${window})` : ''}`);
+  }
+
+  if (p.rules.length) {
+    out.push('', 'rules:');
+    const sign = { added: '+', removed: '-', changed: '~', reordered: '^' } as const;
+    for (const r of p.rules) {
+      const where = r.change === 'removed' ? `routes[${r.indexBefore}]` : r.change === 'added' || r.indexBefore === r.indexAfter ? `routes[${r.indexAfter}]` : `routes[${r.indexBefore}] -> routes[${r.indexAfter}]`;
+      const what = r.change === 'added' ? r.after : r.change === 'removed' ? `${r.before} (removed)` : r.change === 'reordered' ? `${r.after} (order changed: first match wins)` : `${r.before} -> ${r.after}`;
+      out.push(`  ${sign[r.change]} ${where} ${r.jobType}: ${what}`);
+    }
+  }
+  if (p.notes.length) out.push('', 'backends and default:', ...p.notes.map((n) => `  ${n}`));
+
+  out.push('');
+  if (!p.sample) {
+    out.push('traffic: none (two files, no running proxy): the share of requests that would move is not known; plan --admin URL NEW.yaml weighs it by live traffic');
+  } else if (p.sample.requests === 0) {
+    out.push(`traffic: the running proxy saw no requests ${window}; the share of requests that would move is 0 of 0`);
+  } else {
+    out.push(`traffic: ${p.sample.requests} requests ${window}; ${pct(p.movedShareOfTraffic ?? 0, 1)} of them (${p.movedRequests} requests) would change backend`);
+  }
+  out.push(`job types considered: ${p.jobTypesConsidered} (${p.considered})`);
+  if (p.patternRules.length) {
+    const which = p.mode === 'files' ? 'only those named with --job-type NAME are considered' : "only those the running proxy knows (traffic, exact routes, the legacy master's builders) and --job-type NAME are considered";
+    out.push(`job types matched only by glob or regex rules (${p.patternRules.join(', ')}) cannot be enumerated: ${which}`);
+  }
+  out.push(p.changed ? 'result: changes (exit 3)' : 'result: no change (exit 0)');
+  return out.join('\n');
+}
