@@ -38,6 +38,7 @@ export class ProxyMetrics {
   /** Job types seen in traffic or named by the legacy master, for the migration-progress gauges (bounded). */
   private readonly knownJobTypes = new Set<string>();
   private table: RoutingTable | undefined;
+  private backendNames = new Set<string>();
 
   readonly requests = new Counter({
     name: 'strangler_requests_total',
@@ -119,6 +120,12 @@ export class ProxyMetrics {
     labelNames: ['hash'] as const,
     registers: [this.registry],
   });
+  readonly backendInfo = new Gauge({
+    name: 'strangler_backend_info',
+    help: 'Always 1 per configured backend; the legacy label ("true"/"false") says which one is the Buildbot master, for joins in alerts and dashboards.',
+    labelNames: ['backend', 'legacy'] as const,
+    registers: [this.registry],
+  });
   readonly backendUp = new Gauge({
     name: 'strangler_backend_up',
     help: 'Whether the last health probes found the backend answering (1) or not (0).',
@@ -163,7 +170,15 @@ export class ProxyMetrics {
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client names these gauges "_total", which Prometheus reserves for counters (promtool flags them);
+      // nodejs_active_handles, _requests and _resources carry the same counts by type.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    }
+    // Both series exist from the start, so increase() sees the first failure too.
+    this.reloads.inc({ result: 'success' }, 0);
+    this.reloads.inc({ result: 'failure' }, 0);
   }
 
   /** Called whenever a routing table comes into force (startup and each good reload). */
@@ -177,8 +192,11 @@ export class ProxyMetrics {
       for (const target of route.targets) this.routeWeight.set({ rule: route.pattern, backend: target.backend }, target.weight / route.totalWeight);
     }
     for (const name of table.exactRoutes.keys()) this.knownJobTypes.add(name);
-    // Backends gone from the file leave no stale series behind.
-    this.backendUp.reset();
+    // Backends gone from the file leave no stale series behind; the others keep theirs without a gap.
+    for (const name of this.backendNames) if (!table.backends.has(name)) this.backendUp.remove({ backend: name });
+    this.backendNames = new Set(table.backends.keys());
+    this.backendInfo.reset();
+    for (const backend of table.backends.values()) this.backendInfo.set({ backend: backend.name, legacy: String(backend.legacy) }, 1);
   }
 
   setCircuitState(backend: string, state: 'closed' | 'open' | 'half-open'): void {

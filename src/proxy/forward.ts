@@ -27,6 +27,8 @@ export interface ForwardRequest {
   body: RequestBody;
   /** Keep a copy of up to this many response bytes (for shadow comparison); the client's stream is unaffected. */
   captureBytes?: number;
+  /** Told of each response chunk passed to the client (for the byte counters, which are read when the client's response closes). */
+  onResponseBytes?: (bytes: number) => void;
 }
 
 export type ForwardResult =
@@ -82,6 +84,7 @@ export class Forwarder {
         },
         onResponseData(c, chunk) {
           responseBytes += chunk.length;
+          request.onResponseBytes?.(chunk.length);
           if (captured) {
             if (responseBytes <= captureLimit) captured.push(Buffer.from(chunk));
             else captured = undefined; // too large to compare: the status alone will be

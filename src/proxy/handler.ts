@@ -204,10 +204,10 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       deps.traffic.started(target.name);
       res.setHeader('x-strangler-backend', target.name);
       const headers = upstreamHeaders(req, { requestId, ...(target.preserveHost ? {} : { backendHost: new URL(target.origin).host }) });
-      const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes }, res);
+      // Counted as they pass: the response's 'close' (where metrics are recorded) can come before forward() returns.
+      const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes, onResponseBytes: (n) => (responseBytes += n) }, res);
       deps.metrics.inFlight.dec({ backend: target.name, job_type: jobTypeLabel });
       deps.traffic.finished(target.name);
-      responseBytes = result.responseBytes;
 
       if (result.ok) {
         status = result.status;

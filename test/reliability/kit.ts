@@ -36,7 +36,7 @@ export interface Response {
 }
 
 /** One request; resolves with status 0 and the error's code when the exchange fails. */
-export function send(agent: http.Agent, url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Response & { error?: string }> {
+export function send(agent: http.Agent, url: string, options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Response & { error?: string }> {
   return new Promise((resolve) => {
     const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent }, (res) => {
       let body = '';
