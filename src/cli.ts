@@ -81,7 +81,7 @@ async function serve(values: Values): Promise<Strangler> {
     throw usageError((error as Error).message);
   }
   // SECURITY: the token comes from the environment only: a command-line flag would show in `ps` and shell history.
-  const adminToken = process.env.STRANGLER_ADMIN_TOKEN || undefined;
+  const adminToken = adminTokenFromEnv();
   const protectAdminReads = values['protect-admin-reads'] === true || envFlag('STRANGLER_ADMIN_PROTECT_READS');
   if (protectAdminReads && !adminToken) {
     throw usageError('--protect-admin-reads / STRANGLER_ADMIN_PROTECT_READS needs STRANGLER_ADMIN_TOKEN set: without a token nobody could read the admin API');
@@ -117,6 +117,18 @@ async function serve(values: Values): Promise<Strangler> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return proxy;
+}
+
+/**
+ * SECURITY: STRANGLER_ADMIN_TOKEN, trimmed (a secret mounted from a file often ends in a newline, which no
+ * client would send); a token with inner whitespace or control characters could never be sent as
+ * "Bearer <token>", so it is refused rather than silently locking everyone out. Never echoed.
+ */
+function adminTokenFromEnv(): string | undefined {
+  const token = (process.env.STRANGLER_ADMIN_TOKEN ?? '').trim();
+  if (token === '') return undefined;
+  if (!/^[\x21-\x7e]+$/.test(token)) throw usageError('STRANGLER_ADMIN_TOKEN must be printable ASCII without spaces (it is sent as "Authorization: Bearer <token>"), e.g. the output of `openssl rand -hex 32`');
+  return token;
 }
 
 function envFlag(name: string): boolean {
@@ -179,7 +191,7 @@ function isLoopback(hostname: string): boolean {
 async function adminGet<T>(base: URL, endpoint: string): Promise<T> {
   const url = new URL(base.pathname.replace(/\/+$/, '') + endpoint, base);
   const headers: Record<string, string> = { accept: 'application/json' };
-  const token = process.env.STRANGLER_ADMIN_TOKEN;
+  const token = adminTokenFromEnv();
   if (token) {
     // SECURITY: the token goes to the URL given and nowhere else (no redirects followed); plain http off this machine is warned about.
     if (url.protocol === 'http:' && !isLoopback(url.hostname)) console.error(`warning: sending the admin token over plain http to ${url.host}`);
@@ -200,7 +212,7 @@ async function adminGet<T>(base: URL, endpoint: string): Promise<T> {
     throw new AdminUnavailable(`${url.href} answered ${res.status} with something that is not JSON: is ${base.origin} the admin port?`);
   }
   if (!res.ok) {
-    const message = (body as { error?: unknown }).error;
+    const message = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined;
     const hint = res.status === 401 ? (token ? ' (STRANGLER_ADMIN_TOKEN does not match the proxy\'s token)' : ' (set STRANGLER_ADMIN_TOKEN to the proxy\'s admin token)') : '';
     throw new AdminUnavailable(`${url.href} answered ${res.status}: ${typeof message === 'string' ? message : text.slice(0, 200)}${hint}`);
   }
@@ -251,6 +263,7 @@ async function loadAll(files: string[]): Promise<RoutingTable[] | undefined> {
 }
 
 async function plan(positionals: string[], values: Values): Promise<number> {
+  if (values.config !== undefined) throw usageError('plan takes the files as arguments: plan CURRENT.yaml NEW.yaml, or plan --admin URL NEW.yaml');
   const extra = values['job-type'] ?? [];
   for (const name of extra) if (!name) throw usageError('--job-type needs a job type name');
   let report;

@@ -224,7 +224,7 @@ function jobTypesSection(m: PageModel): string {
     return `<tr data-job-type="${esc(j.jobType)}" data-label="${esc(j.label)}">
       <td data-col="jobType">${jobTypeLabel(j)}</td>
       <td data-col="rule">${j.rule === null ? '<small>default</small>' : `<code>${esc(j.rule)}</code>`}</td>
-      <td data-col="routed">${shares.join(' · ') || '<small>as the force says</small>'}</td>
+      <td data-col="routed">${shares.join(' · ') || (j.label === 'multiple' ? '<small>as its builders say</small>' : '–')}</td>
       ${cols.map((b) => latencyCells(now.byBackend[b], b)).join('')}
       <td class="num" data-col="total">${j.requests.all.requests}</td>
     </tr>`;

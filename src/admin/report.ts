@@ -121,6 +121,13 @@ export interface PlanInput {
   nonJobTypeLabels?: ReadonlySet<string>;
 }
 
+/** What a rule does, independent of how it is written: split targets by name, weights as shares (1:3 is 25:75). */
+function ruleKey(r: RouteView): string {
+  const targets = [...r.targets].sort((a, b) => a.backend.localeCompare(b.backend)).map((t) => `${t.backend}=${t.share}`);
+  const shadow = r.shadow ? { ...r.shadow, ignoreFields: [...r.shadow.ignoreFields].sort() } : null;
+  return JSON.stringify([r.split, targets, r.stickyBy, shadow, r.fallback, r.retries]);
+}
+
 export function ruleChanges(current: RoutingTable, next: RoutingTable): RuleChange[] {
   const before = new Map(current.routes.map((r) => [r.pattern, routeView(current, r)]));
   const after = new Map(next.routes.map((r) => [r.pattern, routeView(next, r)]));
@@ -128,7 +135,7 @@ export function ruleChanges(current: RoutingTable, next: RoutingTable): RuleChan
   for (const [pattern, b] of before) {
     const a = after.get(pattern);
     if (!a) out.push({ jobType: pattern, change: 'removed', indexBefore: b.index, indexAfter: null, before: describeRule(b), after: null });
-    else if (describeRule(a) !== describeRule(b)) out.push({ jobType: pattern, change: 'changed', indexBefore: b.index, indexAfter: a.index, before: describeRule(b), after: describeRule(a) });
+    else if (ruleKey(a) !== ruleKey(b)) out.push({ jobType: pattern, change: 'changed', indexBefore: b.index, indexAfter: a.index, before: describeRule(b), after: describeRule(a) });
   }
   for (const [pattern, a] of after) if (!before.has(pattern)) out.push({ jobType: pattern, change: 'added', indexBefore: null, indexAfter: a.index, before: null, after: describeRule(a) });
   // Order matters (first match wins): rules kept in both files whose relative order changed.

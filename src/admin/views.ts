@@ -5,6 +5,7 @@
  * same numbers come out of the API, the page and the tests.
  */
 import type { ConfigVersion } from '../config/history.js';
+import type { BackendStatus } from './app.js';
 import type { TrafficRow, TrafficWindow } from '../metrics/traffic.js';
 import type { CircuitState } from '../proxy/circuit.js';
 import { sharesFor, type Shares } from '../routing/plan.js';
@@ -186,18 +187,6 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
 
 // ---------------------------------------------------------------- backends
 
-export interface BackendStatusInput {
-  name: string;
-  url: string;
-  legacy: boolean;
-  isDefault: boolean;
-  up: boolean | null;
-  lastProbeAt: string | null;
-  lastProbeError: string | null;
-  circuit: CircuitState;
-  inFlight: number;
-}
-
 export interface BackendView {
   name: string;
   url: string;
@@ -213,7 +202,7 @@ export interface BackendView {
   recent: Counts & { window: '5m' };
 }
 
-export function backendsView(statuses: readonly BackendStatusInput[], rows5m: readonly TrafficRow[]): BackendView[] {
+export function backendsView(statuses: readonly BackendStatus[], rows5m: readonly TrafficRow[]): BackendView[] {
   const byBackend = groupBy(rows5m, (r) => r.backend);
   return statuses.map((s) => {
     const { requests, errors } = sumRows(byBackend.get(s.name) ?? []);

@@ -81,16 +81,32 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     } catch (error) {
       return this.report({ result: 'failure', trigger, at, table: this.table, error: error as StranglerError }, onlyIfChanged);
     }
-    const hash = createHash('sha256').update(bytes).digest('hex');
+    let hash = createHash('sha256').update(bytes).digest('hex');
     if (onlyIfChanged && hash === this.lastTriedHash) return { result: 'success', trigger, at, hash, table: this.table };
+    let attempt = this.tryParse(bytes, at);
+    if (onlyIfChanged && !attempt.ok) {
+      // A change seen mid-save (an editor truncates, then writes) reads as a broken file: look again
+      // once the writer is likely done, and judge what is there then.
+      await new Promise((r) => setTimeout(r, this.options.debounceMs));
+      const again = await readConfigBytes(this.file).catch(() => bytes);
+      if (!again.equals(bytes)) {
+        bytes = again;
+        hash = createHash('sha256').update(bytes).digest('hex');
+        attempt = this.tryParse(bytes, at);
+      }
+    }
     this.lastTriedHash = hash;
+    if (!attempt.ok) return this.report({ result: 'failure', trigger, at, hash, table: this.table, error: attempt.error });
+    const previous = this.table;
+    this.table = attempt.table;
+    return this.report({ result: 'success', trigger, at, hash, table: attempt.table, previous });
+  }
+
+  private tryParse(bytes: Buffer, at: Date): { ok: true; table: RoutingTable } | { ok: false; error: StranglerError } {
     try {
-      const next = parseConfig(bytes, this.file, at);
-      const previous = this.table;
-      this.table = next;
-      return this.report({ result: 'success', trigger, at, hash, table: next, previous });
+      return { ok: true, table: parseConfig(bytes, this.file, at) };
     } catch (error) {
-      return this.report({ result: 'failure', trigger, at, hash, table: this.table, error: error as StranglerError });
+      return { ok: false, error: error as StranglerError };
     }
   }
 

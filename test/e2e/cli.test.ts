@@ -1,13 +1,14 @@
 /** The `strangler-proxy` command as users run it: the built bin, in a child process. */
 import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { freePort, startUpstream, type TestUpstream } from '../support/upstream.js';
-import { routesYaml, waitFor } from '../support/proxy.js';
+import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'dist', 'cli.js');
@@ -16,6 +17,22 @@ function run(args: string[], env: Record<string, string> = {}) {
   const result = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** As run, without blocking this process: for commands that ask a proxy running in this very process. */
+function runAsync(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const readText = (file: string) => readFileSync(file, 'utf8');
 
 describe('e2e: command line', function () {
   let dir: string;
@@ -116,6 +133,41 @@ describe('e2e: command line', function () {
       return { child: c, output: () => output, exited };
     }
 
+    it('takes the admin token from STRANGLER_ADMIN_TOKEN (POSTs need it; STRANGLER_ADMIN_PROTECT_READS=1 guards reads) and never logs it', async () => {
+      const token = `cli-token-${randomBytes(12).toString('hex')}`;
+      const adminPort = await freePort();
+      const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
+      // With the newline a secret mounted from a file often has: trimmed, as no client would send it.
+      const s = serve(['--config', file, '--port', '0', '--admin-port', String(adminPort)], { STRANGLER_ADMIN_TOKEN: `${token}\n`, STRANGLER_ADMIN_PROTECT_READS: '1' });
+      await waitFor(() => s.output().includes('strangler-proxy listening'), 10_000, 'the proxy to listen');
+      const admin = `http://127.0.0.1:${adminPort}`;
+      await request(admin).post('/reload').expect(401);
+      await request(admin).post('/reload').set('authorization', `Bearer ${token}`).expect(200);
+      await request(admin).get('/routes').expect(401);
+      await request(admin).get('/healthz').expect(200);
+      // routes --admin sends the token from the environment, and says what is missing without it.
+      const shown = await runAsync(['routes', '--admin', admin], { STRANGLER_ADMIN_TOKEN: token });
+      expect(shown.code, shown.stderr).to.equal(0);
+      expect(shown.stdout).to.contain('default: legacy');
+      const refused = await runAsync(['routes', '--admin', admin], { STRANGLER_ADMIN_TOKEN: undefined });
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr).to.contain('answered 401');
+      expect(refused.stderr).to.contain('set STRANGLER_ADMIN_TOKEN');
+      expect(s.output()).to.contain('"posts":"enabled: bearer token required"');
+      expect(s.output()).not.to.contain(token);
+    });
+
+    it('refuses (exit 2) to protect admin reads without a token, and a token no client could send', async () => {
+      const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
+      const s = serve(['--config', file, '--port', '0', '--admin-port', '0', '--protect-admin-reads'], { STRANGLER_ADMIN_TOKEN: '' });
+      expect(await s.exited).to.equal(2);
+      expect(s.output()).to.contain('needs STRANGLER_ADMIN_TOKEN set');
+      const spaced = serve(['--config', file, '--port', '0', '--admin-port', '0'], { STRANGLER_ADMIN_TOKEN: 'two words-secret-value' });
+      expect(await spaced.exited).to.equal(2);
+      expect(spaced.output()).to.contain('STRANGLER_ADMIN_TOKEN must be printable ASCII without spaces');
+      expect(spaced.output()).not.to.contain('two words-secret-value');
+    });
+
     it('exits 1 at startup on an invalid file, with the same message as validate', async () => {
       const file = write('bad.yaml', 'backends:\n  a: { url: http://127.0.0.1:1 }\n');
       const s = serve(['--config', file, '--port', '0', '--admin-port', '0']);
@@ -140,6 +192,145 @@ describe('e2e: command line', function () {
       s.child.kill('SIGTERM');
       expect(await s.exited).to.equal(0);
       expect(s.output()).to.contain('shutting down');
+    });
+  });
+
+  describe('routes', () => {
+    const FILE_ROUTES = 'routes:\n  - jobType: linux64-*\n    backend: taskservice\n  - jobType: /^android-api-1[56]-/\n    split: { taskservice: 25, buildbot: 75 }\n    stickyBy: [header:X-Push-Id]\n    fallback: buildbot\n';
+
+    it('--config FILE: the effective table as aligned text, then default and backends', () => {
+      const file = write('routes.yaml', routesYaml({ buildbot: { url: 'http://127.0.0.1:8011', legacy: true }, taskservice: { url: 'http://127.0.0.1:8012' } }, FILE_ROUTES));
+      const r = run(['routes', '--config', file]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout.split('\n').slice(0, 5)).to.deep.equal([
+        `${file}  hash ${sha256(readText(file)).slice(0, 12)}  loaded ${r.stdout.match(/loaded (\S+)/)![1]}`,
+        '',
+        '  #  JOB TYPE               KIND   BACKEND / SPLIT                STICKY            SHADOW  FALLBACK  RETRIES',
+        '  0  linux64-*              glob   taskservice                    -                 -       -         0',
+        '  1  /^android-api-1[56]-/  regex  taskservice 25%, buildbot 75%  header:X-Push-Id  -       buildbot  0',
+      ]);
+      expect(r.stdout).to.contain('default: buildbot (job types no rule matches, and requests that name none)');
+      expect(r.stdout).to.match(/\n {2}buildbot {5}http:\/\/127\.0\.0\.1:8011 {2}legacy, default\n {2}taskservice {2}http:\/\/127\.0\.0\.1:8012\n/);
+      const json = JSON.parse(run(['routes', '--config', file, '--json']).stdout);
+      expect(json.routes[1]).to.deep.include({ jobType: '/^android-api-1[56]-/', kind: 'regex', stickyBy: ['header:X-Push-Id'], fallback: 'buildbot' });
+      expect(json.hash).to.equal(sha256(readText(file)));
+    });
+
+    it('exits 1 on an invalid file and 2 on bad usage', () => {
+      const bad = write('bad.yaml', 'backends:\n  a: { url: http://127.0.0.1:1 }\n');
+      const r = run(['routes', '--config', bad]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.contain(`${bad}:2:3: backends: no legacy backend`);
+      expect(run(['routes', '--config', bad, '--admin', 'http://127.0.0.1:1']).code).to.equal(2);
+      expect(run(['routes', '--admin', 'not a url']).code).to.equal(2);
+      expect(run(['routes', 'extra']).code).to.equal(2);
+    });
+
+    it('--admin URL: the table a running proxy has in force (the same as /routes)', async () => {
+      const legacy = await startUpstream('buildbot');
+      const t = await startTestProxy(routesYaml({ buildbot: { url: legacy.url, legacy: true }, taskservice: { url: 'http://127.0.0.1:9' } }, FILE_ROUTES));
+      try {
+        const r = await runAsync(['routes', '--admin', t.adminUrl]);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(r.stdout).to.contain(`${t.configFile}  hash ${sha256(readText(t.configFile)).slice(0, 12)}`);
+        expect(r.stdout).to.match(/ {2}1 {2}\/\^android-api-1\[56\]-\/ {2}regex {2}taskservice 25%, buildbot 75%/);
+        const json = JSON.parse((await runAsync(['routes', '--admin', t.adminUrl, '--json'])).stdout);
+        expect(json).to.deep.equal((await request(t.adminUrl).get('/routes')).body);
+      } finally {
+        await t.close();
+        await legacy.close();
+      }
+      const gone = await runAsync(['routes', '--admin', t.adminUrl]);
+      expect(gone.code).to.equal(1);
+      expect(gone.stderr).to.contain('cannot ask the running proxy');
+    });
+  });
+
+  describe('plan', () => {
+    const backends = 'backends:\n  buildbot: { url: http://127.0.0.1:8011, legacy: true }\n  taskservice: { url: http://127.0.0.1:8012 }\n';
+    const withSplit = (split: string, more = '') =>
+      `${backends}routes:\n  - jobType: linux64-*\n    backend: taskservice\n  - jobType: android-api-16-test\n    split: ${split}\n  - jobType: win32-debug\n    backend: buildbot\n${more}`;
+
+    it('exit 0 when nothing changes routing, 3 when something does; --json', () => {
+      const current = write('current.yaml', withSplit('{ taskservice: 25, buildbot: 75 }'));
+      const same = write('same.yaml', `# reworded\n${withSplit('{ buildbot: 75, taskservice: 25 }')}`);
+      const next = write('next.yaml', withSplit('{ taskservice: 50, buildbot: 50 }', '  - jobType: mac-*\n    backend: taskservice\n'));
+
+      const none = run(['plan', current, same]);
+      expect(none.code, none.stderr).to.equal(0);
+      expect(none.stdout).to.contain('no job type changes backend or weight (of 2 considered)');
+      expect(none.stdout).to.contain('result: no change (exit 0)');
+
+      const changes = run(['plan', current, next, '--job-type', 'mac-opt']);
+      expect(changes.code, changes.stderr).to.equal(3);
+      expect(changes.stdout).to.match(/android-api-16-test\s+taskservice 25%, buildbot 75%\s+taskservice 50%, buildbot 50%\s+android-api-16-test -> \(same\)\s+25\.0%\s+n\/a/);
+      expect(changes.stdout).to.match(/mac-opt\s+buildbot\s+taskservice\s+\(default\) -> mac-\*\s+100\.0%/);
+      expect(changes.stdout).to.contain('  + routes[3] mac-*: taskservice');
+      expect(changes.stdout).to.contain('traffic: none (two files, no running proxy)');
+      expect(changes.stdout).to.contain('job types matched only by glob or regex rules (linux64-*, mac-*) cannot be enumerated');
+
+      const json = JSON.parse(run(['plan', current, next, '--json']).stdout);
+      expect(json).to.deep.include({ mode: 'files', changed: true, sample: null, movedShareOfTraffic: null, jobTypesConsidered: 2 });
+      expect(json.changes.map((c: { jobType: string; moved: number }) => [c.jobType, c.moved])).to.deep.equal([['android-api-16-test', 0.25]]);
+    });
+
+    it("exit 1 with validate's file:line:column messages when either file is invalid (both reported); 2 on bad usage", () => {
+      const good = write('good.yaml', withSplit('{ taskservice: 25, buildbot: 75 }'));
+      const bad = write('bad.yaml', `${backends}routes:\n  - jobType: /[/\n    backend: buildbot\n`);
+      const alsoBad = write('also-bad.yaml', `${backends}default: nowhere\n`);
+      const validateMessage = run(['validate', bad]).stderr.trim();
+      const r = run(['plan', good, bad]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr.trim()).to.equal(validateMessage);
+      expect(r.stderr).to.match(/bad\.yaml:5:14: routes\[0\]\.jobType: bad regular expression/);
+      const both = run(['plan', alsoBad, bad]);
+      expect(both.code).to.equal(1);
+      expect(both.stderr).to.contain('also-bad.yaml:4:10: default: unknown backend "nowhere"');
+      expect(both.stderr).to.contain('bad.yaml:5:14');
+      expect(run(['plan', good]).code).to.equal(2);
+      expect(run(['plan', good, good, good]).code).to.equal(2);
+      expect(run(['plan', '--admin', 'http://127.0.0.1:1', good, good]).code).to.equal(2);
+    });
+
+    it("--admin URL: weighs the change by the running proxy's traffic (25/75 -> 50/50 on 40 of 100 requests moves 10%)", async () => {
+      const legacy = await startUpstream('buildbot');
+      const next = await startUpstream('taskservice');
+      const live = `backends:\n  buildbot: { url: ${legacy.url}, legacy: true }\n  taskservice: { url: ${next.url} }\nroutes:\n  - jobType: linux64-*\n    backend: taskservice\n  - jobType: android-api-16-test\n    split: { taskservice: 25, buildbot: 75 }\n  - jobType: win32-debug\n    backend: buildbot\n`;
+      let t: TestProxy | undefined;
+      try {
+        t = await startTestProxy(live);
+        // 100 requests: 40 android-api-16-test, 30 linux64-opt, 20 win32-debug, 10 naming no job type.
+        const send = async (n: number, p: string) => {
+          for (let i = 0; i < n; i++) await request(t!.url).get(p).expect(200);
+        };
+        await send(40, '/api/v2/builders/android-api-16-test/builds');
+        await send(30, '/api/v2/builders/linux64-opt/builds');
+        await send(20, '/api/v2/builders/win32-debug');
+        await send(10, '/api/v2/builds');
+        const file = write('new.yaml', live.replace('split: { taskservice: 25, buildbot: 75 }', 'split: { taskservice: 50, buildbot: 50 }'));
+
+        const r = await runAsync(['plan', '--admin', t.adminUrl, file]);
+        expect(r.code, r.stderr).to.equal(3);
+        expect(r.stdout).to.contain(`plan: ${t.adminUrl} (in force: ${t.configFile}) (${sha256(live).slice(0, 12)}) -> ${file}`);
+        expect(r.stdout).to.match(/android-api-16-test\s+taskservice 25%, buildbot 75%\s+taskservice 50%, buildbot 50%\s+android-api-16-test -> \(same\)\s+25\.0%\s+40 \(moves 10\.0% of all\)/);
+        expect(r.stdout).to.contain('traffic: 100 requests in the last hour; 10.0% of them (10 requests) would change backend');
+        const json = JSON.parse((await runAsync(['plan', '--admin', t.adminUrl, file, '--json'])).stdout);
+        expect(json).to.deep.include({ mode: 'admin', movedShareOfTraffic: 0.1, movedRequests: 10, sample: { window: '1h', requests: 100 }, changed: true });
+        expect(json.changes).to.have.length(1);
+        expect(json.changes[0]).to.deep.include({ jobType: 'android-api-16-test', moved: 0.25, requests: 40, shareOfAllRequests: 0.1 });
+
+        // The file in force, planned against itself: nothing moves.
+        const unchanged = await runAsync(['plan', '--admin', t.adminUrl, t.configFile]);
+        expect(unchanged.code, unchanged.stdout).to.equal(0);
+        // An invalid new file: exit 1 before asking anything.
+        const invalid = await runAsync(['plan', '--admin', t.adminUrl, write('broken.yaml', 'backends: [')]);
+        expect(invalid.code).to.equal(1);
+        expect(invalid.stderr).to.match(/broken\.yaml:\d+:\d+: \(syntax\)/);
+      } finally {
+        await t?.close();
+        await legacy.close();
+        await next.close();
+      }
     });
   });
 });

@@ -28,7 +28,7 @@ export function routesYaml(backends: Record<string, { url: string; legacy?: bool
   return `backends:\n${lines.join('\n')}\n${body}`;
 }
 
-export async function startTestProxy(yaml: string, options: { pollIntervalMs?: number; drainTimeoutMs?: number; clientHeadersTimeoutMs?: number; quiet?: boolean } = {}): Promise<TestProxy> {
+export async function startTestProxy(yaml: string, options: { pollIntervalMs?: number; drainTimeoutMs?: number; clientHeadersTimeoutMs?: number; quiet?: boolean; adminToken?: string; protectAdminReads?: boolean } = {}): Promise<TestProxy> {
   const dir = mkdtempSync(path.join(tmpdir(), 'strangler-test-'));
   const configFile = path.join(dir, 'routes.yaml');
   writeFileSync(configFile, yaml);
@@ -48,6 +48,8 @@ export async function startTestProxy(yaml: string, options: { pollIntervalMs?: n
     // quiet: load tests keep only warnings and errors, so millions of access-log lines are not held in memory.
     logger: createLogger({ stream, level: options.quiet ? 'warn' : 'debug' }),
     ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
+    ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+    protectAdminReads: options.protectAdminReads === true,
     pollIntervalMs: options.pollIntervalMs ?? 1000,
     drainTimeoutMs: options.drainTimeoutMs ?? 2000,
   });
