@@ -187,6 +187,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
         adminHttp.closeAllConnections();
       });
       await forwarder.close();
+      logger.flushAccess();
     },
   };
 }

@@ -131,7 +131,7 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     const code = status || res.statusCode;
     deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code, seconds, requestBytes, responseBytes });
     if (served) deps.traffic.record({ jobType: jobTypeLabel, rule: decision?.route?.pattern ?? DEFAULT_RULE, backend, status: code, seconds });
-    deps.logger.info('request', {
+    deps.logger.access({
       requestId,
       method,
       path: pathname.slice(0, 2048), // SECURITY: never the query string, which may carry tokens
