@@ -345,7 +345,7 @@ async function demo(values: Values): Promise<void> {
   console.log(`
 strangler-proxy demo — the proxy in front of two stand-in backends that answer like Buildbot
   proxy:     ${p}        (routes: ${file})
-  admin:     ${proxy.adminUrl}/metrics
+  status:    ${proxy.adminUrl}/          (metrics: ${proxy.adminUrl}/metrics)
 ${standins.map((s) => `  stand-in:  ${s.name.padEnd(12)} ${s.url}${table.backends.get(s.name)?.legacy ? '  (legacy)' : ''}`).join('\n')}
 
 Try (X-Strangler-Backend says who answered):

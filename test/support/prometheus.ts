@@ -81,7 +81,7 @@ function onPath(command: string): string | undefined {
   return undefined;
 }
 
-/** Where the binaries are: PATH first, then Debian's /usr/bin (a non-root PATH may still have it; this covers odd PATHs). */
+/** Where a binary is: on PATH, else in Debian's /usr/bin (for runs with a trimmed PATH). */
 function locate(command: string): string | undefined {
   const found = onPath(command);
   if (found) return found;

@@ -2,12 +2,16 @@
  * The Grafana dashboard and the alerting rules, checked without Prometheus:
  * shape (what Grafana needs to import the dashboard as is), the variables
  * every query must use, metric names that exist in the catalogue, and a
- * runbook section in docs/alerts.md behind every alert. Whether the queries
- * return data is test/e2e/prometheus.test.ts's job.
+ * runbook section in docs/alerts.md behind every alert, and legacy told from
+ * new by strangler_backend_info rather than by a backend's name. Whether the
+ * queries return data is test/e2e/prometheus.test.ts's job.
  */
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { ProxyMetrics } from '../../../src/metrics/metrics.js';
 import {
+  ALERTS_PATH,
   alertRules,
   allPanels,
   baseMetricName,
@@ -19,6 +23,14 @@ import {
 } from '../../support/deploy.js';
 
 const DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
+
+/** Label matchers on `backend`, `from` or `to` naming a backend: the deploy files must work whatever the backends are called. */
+function backendNameMatchers(expr: string): string[] {
+  return [...expr.matchAll(/\b(backend|from|to)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)].map((m) => m[0]);
+}
+
+/** The join the rules use to keep one side's series: legacy or new as strangler_backend_info says, one series per backend. */
+const SIDE_JOIN = /and on \(backend\) max by \(backend\) \(max_over_time\(strangler_backend_info\{legacy="(true|false)"\}\[10m\]\)\)/g;
 
 async function catalogue(): Promise<Map<string, string[]>> {
   const metrics = new ProxyMetrics({ defaultMetrics: false });
@@ -108,15 +120,33 @@ describe('deploy/grafana/strangler-dashboard.json', () => {
       'strangler_config_last_reload_success_timestamp_seconds',
       'strangler_config_info',
       'strangler_backend_up',
+      'strangler_backend_info',
+      'strangler_shadow_requests_total',
+      'strangler_shadow_requests_in_flight',
+      'strangler_backend_circuit_state',
+      'strangler_fallbacks_total',
+      'strangler_retries_total',
+      'strangler_unavailable_total',
     ]) {
       expect(uses(new RegExp(metric)), metric).to.not.be.empty;
     }
     expect(uses(/by \(backend, kind\)/), 'upstream errors by kind').to.not.be.empty;
+    // Traffic safety: shadow results by result, circuits per backend, fallbacks by route of escape and cause.
+    expect(uses(/sum by \(result\) \(rate\(strangler_shadow_requests_total\{/), 'shadow copies by result').to.not.be.empty;
+    expect(uses(/max by \(backend\) \([\s\S]*strangler_backend_circuit_state/), 'circuit state per backend').to.not.be.empty;
+    expect(uses(/sum by \(from, to, cause\) \(rate\(strangler_fallbacks_total\[/), 'fallbacks by from, to and cause').to.not.be.empty;
+    // Legacy against new by the info metric's label, for the migration's share of traffic.
+    for (const legacy of ['true', 'false']) expect(uses(new RegExp(`strangler_backend_info\\{legacy="${legacy}"\\}`)), `legacy="${legacy}" side`).to.not.be.empty;
     // Backends side by side: the request, error and latency panels split by backend, overall and per job type.
     const byBackend = queries.filter((q) => q.legendFormat.includes('{{backend}}'));
     expect(byBackend.filter((q) => q.legendFormat.includes('{{job_type}}')), 'per job type, by backend').to.have.length.of.at.least(3);
     const repeated = allPanels(dashboard).find((p) => p.type === 'row' && p.repeat === 'job_type');
     expect(repeated?.panels, 'a row repeated per job type').to.have.length.of.at.least(3);
+  });
+
+  it('names no backend: legacy and new come from strangler_backend_info', () => {
+    const named = dashboardQueries(dashboard).flatMap((q) => backendNameMatchers(q.expr).map((m) => `${q.panel} ${q.refId}: ${m}`));
+    expect(named).to.deep.equal([]);
   });
 });
 
@@ -160,15 +190,43 @@ describe('deploy/prometheus/alerts.yml', () => {
     expect(stale).to.deep.equal([]);
   });
 
-  it('reads only metrics of the catalogue, and tells new from legacy by the backend named "buildbot"', () => {
+  it('reads only metrics of the catalogue', () => {
     const names = new Set(known.keys());
-    const rules = alertRules();
-    const unknown = rules.flatMap((r) => metricNamesIn(r.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${r.alert}: ${n}`));
+    const unknown = alertRules().flatMap((r) => metricNamesIn(r.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${r.alert}: ${n}`));
     expect(unknown).to.deep.equal([]);
-    // The documented convention (docs/alerts.md, "Which backend is legacy"): one name, used the same way everywhere.
-    for (const r of rules.filter((x) => x.alert.startsWith('StranglerNewBackend'))) {
-      const backendMatchers = [...r.expr.matchAll(/backend(!?=~?)"([^"]*)"/g)].map((m) => `${m[1]}${m[2]}`);
-      expect(new Set(backendMatchers), r.alert).to.deep.equal(new Set(['=buildbot', '!=buildbot']));
+  });
+
+  it('names no backend, in expressions or annotations: legacy and new come from strangler_backend_info', () => {
+    const problems: string[] = [];
+    for (const r of alertRules()) {
+      for (const m of backendNameMatchers(r.expr)) problems.push(`${r.alert}: ${m}`);
+      // The old convention's name, as a backend (the prose may say "the Buildbot master").
+      for (const [k, v] of Object.entries({ expr: r.expr, ...r.annotations })) if (/\bbuildbot\b/.test(v)) problems.push(`${r.alert} ${k}: mentions "buildbot"`);
     }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('keeps each side of a new-vs-legacy comparison by joining every rate on strangler_backend_info', () => {
+    const problems: string[] = [];
+    for (const r of alertRules().filter((x) => x.alert.startsWith('StranglerNewBackend'))) {
+      // Every rate() is followed by the join that keeps one side: none compares all backends with all.
+      const rates = r.expr.match(/\brate\(/g)?.length ?? 0;
+      const joins = [...r.expr.matchAll(SIDE_JOIN)].map((m) => m[1]);
+      if (rates === 0 || joins.length !== rates) problems.push(`${r.alert}: ${rates} rate() terms, ${joins.length} joins on strangler_backend_info`);
+      if (!joins.includes('true') || !joins.includes('false')) problems.push(`${r.alert}: does not read both sides (legacy="true" and legacy="false")`);
+      // Any other use of the info metric would be outside the documented join.
+      const infoUses = r.expr.match(/strangler_backend_info/g)?.length ?? 0;
+      if (infoUses !== joins.length) problems.push(`${r.alert}: strangler_backend_info used ${infoUses} times, ${joins.length} of them in the documented join`);
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it("has unit tests whose legacy backend is not called buildbot, and a new backend that is", () => {
+    // What deploy/prometheus/alerts.test.yml feeds promtool: the rules must not lean on names.
+    const tests = parse(readFileSync(new URL('alerts.test.yml', ALERTS_PATH), 'utf8')) as { tests: Array<{ input_series: Array<{ series: string }> }> };
+    const info = tests.tests.flatMap((t) => t.input_series.map((s) => s.series)).filter((s) => s.startsWith('strangler_backend_info{'));
+    const flag = (series: string) => ({ backend: /backend="([^"]*)"/.exec(series)?.[1], legacy: /legacy="([^"]*)"/.exec(series)?.[1] });
+    expect(info.map(flag).some((f) => f.legacy === 'true' && f.backend !== 'buildbot'), 'a legacy backend not named buildbot').to.equal(true);
+    expect(info.map(flag).some((f) => f.legacy === 'false' && f.backend === 'buildbot'), 'a new backend named buildbot').to.equal(true);
   });
 });
