@@ -146,7 +146,8 @@ function jobTypeOf(received: Received): string | undefined {
 
 /**
  * The upstreams' behaviour, changed by the test as it goes: answer after
- * `delayMs`, failing the job types of `failEvery`; a path ending in /reset has
+ * `delayMs` (shadow copies of the job types of `shadowDelayMs` later still),
+ * failing the job types of `failEvery`; a path ending in /reset has
  * its connection cut instead (an upstream error of kind "reset"). Health
  * probes never get here: the upstream helper answers them itself, so a
  * failing phase leaves the backend "up".
@@ -432,7 +433,6 @@ describe('e2e: Prometheus scraping the proxy: dashboard queries and alert rules'
     // series need a few seconds of their slower traffic). Not an assertion:
     // the test below says what is missing if this times out.
     settledDashboard = await waitFor(async () => ((await dashboardProblems(p, rules)).length === 0 ? true : undefined), 30_000, 'every dashboard query to have its series').catch(() => false);
-    console.log("SETTLED", settledDashboard, (Date.now() - started) / 1000);
   });
 
   after(async function () {
@@ -457,7 +457,7 @@ describe('e2e: Prometheus scraping the proxy: dashboard queries and alert rules'
   });
 
   it('passes the rules\' unit tests on synthetic series (deploy/prometheus/alerts.test.yml)', () => {
-    // for: durations, traffic guards, baselines, the latency floor, the reload counter's quirks.
+    // for: durations, traffic guards, baselines, the latency floor, reloads across restarts, legacy known by strangler_backend_info alone.
     const result = promtool(['test', 'rules', fileURLToPath(new URL('alerts.test.yml', ALERTS_PATH))]);
     expect(result.status, result.stdout + result.stderr).to.equal(0);
     expect(result.stdout).to.include('SUCCESS');
