@@ -6,7 +6,7 @@
  * `logger.access()`: the same fields and formats, the same stream, but built
  * by hand and written in batches, because winston's format pipeline per line
  * cost more than the rest of the proxy's work per request (measurements in
- * docs/decisions/0002-access-log.md).
+ * docs/decisions/0001-forwarding-engine.md).
  */
 import type { Writable } from 'node:stream';
 import winston from 'winston';

@@ -8,7 +8,8 @@
  * types go through {@link JobTypeLabels}, methods through a fixed list, and
  * raw paths are never labels.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { HotPathMetrics } from './hot-path.js';
 import type { DecisionReason } from '../routing/decide.js';
 import { matchRoute, type RoutingTable } from '../routing/table.js';
 
@@ -39,48 +40,13 @@ export class ProxyMetrics {
   private readonly knownJobTypes = new Set<string>();
   private table: RoutingTable | undefined;
   private backendNames = new Set<string>();
+  /** Requests, durations, bytes, in-flight and decisions: pre-aggregated, see hot-path.ts. */
+  private readonly hot = new HotPathMetrics(this.registry, DURATION_BUCKETS);
 
-  readonly requests = new Counter({
-    name: 'strangler_requests_total',
-    help: 'Requests answered, by the backend that served them, job type, method and HTTP status code (499: the client hung up).',
-    labelNames: ['backend', 'job_type', 'method', 'code'] as const,
-    registers: [this.registry],
-  });
-  readonly duration = new Histogram({
-    name: 'strangler_request_duration_seconds',
-    help: 'Time from receiving a request to the end of its response, by backend, job type and method.',
-    labelNames: ['backend', 'job_type', 'method'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
   readonly upstreamErrors = new Counter({
     name: 'strangler_upstream_errors_total',
     help: 'Failures talking to a backend, by kind: refused, dns, connect_timeout (nothing reached the backend), timeout, reset, other (it may have).',
     labelNames: ['backend', 'job_type', 'kind'] as const,
-    registers: [this.registry],
-  });
-  readonly inFlight = new Gauge({
-    name: 'strangler_requests_in_flight',
-    help: 'Requests being served right now, by backend and job type.',
-    labelNames: ['backend', 'job_type'] as const,
-    registers: [this.registry],
-  });
-  readonly requestBytes = new Counter({
-    name: 'strangler_request_bytes_total',
-    help: 'Request body bytes sent to each backend, by job type.',
-    labelNames: ['backend', 'job_type'] as const,
-    registers: [this.registry],
-  });
-  readonly responseBytes = new Counter({
-    name: 'strangler_response_bytes_total',
-    help: 'Response body bytes received from each backend and passed to clients, by job type.',
-    labelNames: ['backend', 'job_type'] as const,
-    registers: [this.registry],
-  });
-  readonly decisions = new Counter({
-    name: 'strangler_routing_decisions_total',
-    help: `Routing decisions by rule (the route's jobType as written, or "${DEFAULT_RULE}"), reason and chosen backend.`,
-    labelNames: ['rule', 'reason', 'backend'] as const,
     registers: [this.registry],
   });
   readonly routeWeight = new Gauge({
@@ -135,7 +101,7 @@ export class ProxyMetrics {
 
   readonly shadowRequests = new Counter({
     name: 'strangler_shadow_requests_total',
-    help: 'Shadow copies by shadow backend, job type and result: match, mismatch, error (the copy failed), dropped (too many in flight), skipped_mutating, skipped_body.',
+    help: 'Shadow copies by shadow backend, job type and result: match, mismatch, error (the copy failed), primary_failed (nothing to compare), dropped (too many in flight), skipped_mutating, skipped_body.',
     labelNames: ['backend', 'job_type', 'result'] as const,
     registers: [this.registry],
   });
@@ -152,7 +118,7 @@ export class ProxyMetrics {
   });
   readonly fallbacks = new Counter({
     name: 'strangler_fallbacks_total',
-    help: "Requests sent to a route's fallback backend because they provably never reached their own (cause: circuit_open, refused, dns, connect_timeout).",
+    help: "Requests sent to a route's fallback backend because they provably never reached their own (cause: circuit_open, unhealthy, refused, dns, connect_timeout).",
     labelNames: ['from', 'to', 'cause'] as const,
     registers: [this.registry],
   });
@@ -224,14 +190,20 @@ export class ProxyMetrics {
   }
 
   decided(rule: string | undefined, reason: DecisionReason, backend: string): void {
-    this.decisions.inc({ rule: rule ?? DEFAULT_RULE, reason, backend });
+    this.hot.decided(rule ?? DEFAULT_RULE, reason, backend);
+  }
+
+  /** A request to `backend` is under way (the in-flight gauge). */
+  sending(backend: string, jobType: string): void {
+    this.hot.started(backend, jobType);
+  }
+
+  sent(backend: string, jobType: string): void {
+    this.hot.finished(backend, jobType);
   }
 
   requestFinished(r: RequestRecord): void {
-    this.requests.inc({ backend: r.backend, job_type: r.jobType, method: r.method, code: String(r.code) });
-    this.duration.observe({ backend: r.backend, job_type: r.jobType, method: r.method }, r.seconds);
-    if (r.requestBytes > 0) this.requestBytes.inc({ backend: r.backend, job_type: r.jobType }, r.requestBytes);
-    if (r.responseBytes > 0) this.responseBytes.inc({ backend: r.backend, job_type: r.jobType }, r.responseBytes);
+    this.hot.request(r.backend, r.jobType, r.method, r.code, r.seconds, r.requestBytes, r.responseBytes);
   }
 
   private collectMigration(what: 'count' | 'ratio'): void {

@@ -181,8 +181,9 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     let target = primary;
     if (!isAvailable(deps, primary)) {
       if (fallback && replayable && isAvailable(deps, fallback)) {
-        failover = 'circuit-open';
-        deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: 'circuit_open' });
+        const circuitOpen = deps.breakers.state(primary.name) !== 'closed';
+        failover = circuitOpen ? 'circuit-open' : 'unhealthy';
+        deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: circuitOpen ? 'circuit_open' : 'unhealthy' });
         target = fallback;
       } else {
         served = primary;
@@ -200,13 +201,13 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
 
     for (let attempt = 0; ; attempt++) {
       served = target;
-      deps.metrics.inFlight.inc({ backend: target.name, job_type: jobTypeLabel });
+      deps.metrics.sending(target.name, jobTypeLabel);
       deps.traffic.started(target.name);
       res.setHeader('x-strangler-backend', target.name);
       const headers = upstreamHeaders(req, { requestId, ...(target.preserveHost ? {} : { backendHost: new URL(target.origin).host }) });
       // Counted as they pass: the response's 'close' (where metrics are recorded) can come before forward() returns.
       const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes, onResponseBytes: (n) => (responseBytes += n) }, res);
-      deps.metrics.inFlight.dec({ backend: target.name, job_type: jobTypeLabel });
+      deps.metrics.sent(target.name, jobTypeLabel);
       deps.traffic.finished(target.name);
 
       if (result.ok) {

@@ -104,7 +104,7 @@ export class Shadower {
         this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error.message });
         return;
       }
-      if (!primary) return; // the primary failed: nothing to compare, the client was told
+      if (!primary) return count('primary_failed'); // nothing to compare; counted so the results add up to the copies sent
       const comparison = compareResponses(primary, shadow.answer, spec.ignoreFields);
       count(comparison.match ? 'match' : 'mismatch');
       if (!comparison.match && this.mayLogMismatch(settings.mismatchLogsPerMinute)) {
