@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-system-deps.sh buildbot buildbot-worker prometheus chromium
+bash scripts/install-system-deps.sh buildbot buildbot-worker prometheus chromium nginx wrk
 npm run --silent build
 npx --no-install tsc --noEmit -p tsconfig.json
 npx --no-install mocha --reporter ./test/support/summary-reporter.cjs 'test/unit/**/*.test.ts' 'test/e2e/**/*.test.ts' 'test/reliability/**/*.test.ts' "$@"
