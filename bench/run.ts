@@ -296,7 +296,8 @@ interface Target {
 
 async function main(): Promise<void> {
   const load0 = os.loadavg();
-  log(`strangler-proxy bench (${P.mode}) — node ${process.version}, ${NCPU} cpu (${os.cpus()[0]?.model ?? '?'}), load average ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+  const code = codeVersion();
+  log(`strangler-proxy bench (${P.mode}) — node ${process.version}, ${NCPU} cpu (${os.cpus()[0]?.model ?? '?'}), load average ${load0.map((x) => x.toFixed(2)).join(' ')}; code ${code.commit ?? '?'}${code.srcModified ? ' + uncommitted changes in src/' : ''}`);
   if (!fs.existsSync(path.join(REPO, 'dist/cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` (npm run bench does)');
   const pinnedSelf = pinSelf(LOAD_CPU);
   log(`pinning: ${PIN ? `servers under test on cpu ${SERVER_CPU}; upstreams, load generator and the bench (${pinnedSelf ? 'pinned' : 'not pinned'}) on cpu ${LOAD_CPU}` : 'none (no taskset, or fewer than 2 cpus): numbers are less stable'}`);
@@ -427,6 +428,8 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       requests: rs.reduce((a, s) => a + s.requests, 0),
       slices: rs.length,
       rpsAll: rs.map((s) => Math.round(s.rps)),
+      /** Median over cycles of this target's req/s over the minimal proxy's in the same cycle. */
+      vsMinimal: NaN,
     };
   };
   /** Median over cycles of a/b, each pair measured in the same cycle (seconds apart). */
@@ -442,6 +445,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   const throughput: Record<string, Record<string, ReturnType<typeof agg>>> = { GET: {}, POST: {} };
   for (const s of targetsGet) throughput.GET![s.id] = agg(s.id, 'GET');
   for (const s of targetsPost) throughput.POST![s.id] = agg(s.id, 'POST');
+  for (const method of ['GET', 'POST'] as const) for (const [id, row] of Object.entries(throughput[method]!)) row.vsMinimal = pairedRatio(id, 'minimal', method).ratio;
   const ratios = {
     GET: { proxyVsMinimal: pairedRatio('proxy', 'minimal', 'GET'), nginxVsMinimal: nginx ? pairedRatio('nginx', 'minimal', 'GET') : null, proxyVsDirect: pairedRatio('proxy', 'direct', 'GET') },
     POST: { proxyVsMinimal: pairedRatio('proxy', 'minimal', 'POST'), nginxVsMinimal: nginx ? pairedRatio('nginx', 'minimal', 'POST') : null, proxyVsDirect: pairedRatio('proxy', 'direct', 'POST') },
@@ -560,6 +564,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     elapsedS: elapsed(),
     machine: { cpus: NCPU, model: os.cpus()[0]?.model ?? null, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.type()} ${os.release()}`, loadAvgStart: load0.map(r3), loadAvgEnd: load1.map(r3) },
     tools: { loadGenerator: `${lg.name} ${lg.version}`, nginx: tools.nginxVersion, nginxSkipped: tools.nginxNote },
+    code: codeVersion(),
     params: { ...P, getPath: GET_PATH, postPath: POST_PATH, postBodyBytes: Buffer.byteLength(POST_BODY), pinning: PIN ? { serversUnderTest: SERVER_CPU, upstreamsLoadgenBench: LOAD_CPU } : null },
     throughput,
     ratios,
@@ -595,6 +600,13 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     log(`--strict: ${failed.length} target(s) failed: ${failed.map((t) => t.id).join(', ')}`);
     process.exitCode = 1;
   }
+}
+
+/** Which proxy code was measured: the commit, and whether src/ had uncommitted changes (dist/ is built from src/). */
+function codeVersion(): { commit: string | null; srcModified: boolean | null } {
+  const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' });
+  const st = spawnSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, encoding: 'utf8' });
+  return { commit: rev.status === 0 ? rev.stdout.trim() : null, srcModified: st.status === 0 ? st.stdout.trim() !== '' : null };
 }
 
 function target(id: string, description: string, value: number, limit: number, kind: 'min' | 'max', unit: string, note?: string): Target {
@@ -834,7 +846,7 @@ async function runProfile(tmp: string, tools: Tools): Promise<void> {
 
 // ------------------------------------------------------------------ report
 type Result = {
-  throughput: Record<string, Record<string, { rps: number; p50Ms: number; p99Ms: number; cpuUsPerReq: number; errors: number }>>;
+  throughput: Record<string, Record<string, { rps: number; p50Ms: number; p99Ms: number; cpuUsPerReq: number; errors: number; vsMinimal: number }>>;
   ratios: { GET: { proxyVsMinimal: { ratio: number }; nginxVsMinimal: { ratio: number } | null }; POST: { proxyVsMinimal: { ratio: number }; nginxVsMinimal: { ratio: number } | null } };
   shadow: { withoutRps: number; withRps: number; ratio: number; costPct: number; copiesPerRequest: number; shadowResults: Record<string, number> };
   latency: { direct: { p50Ms: number; p99Ms: number }; proxy: { p50Ms: number; p99Ms: number }; minimal: { p50Ms: number; p99Ms: number }; addedP50Ms: number; addedP99Ms: number; minimalAddedP50Ms: number; minimalAddedP99Ms: number };
@@ -895,7 +907,7 @@ function printReport(r: Result, haveNginx: boolean): void {
   line('\n' + '='.repeat(100));
   line(`RESULTS (${P.mode}${SMOKE ? ': tiny sizes, verdicts not judged' : ''})`);
   line('='.repeat(100));
-  line(`\n1. Throughput: ${P.connections} connections, median of ${P.cycles} × ${P.sliceS} s slices; server under test alone on cpu ${SERVER_CPU}`);
+  line(`\n1. Throughput: ${P.connections} connections, ${P.cycles} × ${P.sliceS} s slices per target, interleaved; proxies alone on cpu ${SERVER_CPU}, upstream + wrk on cpu ${LOAD_CPU}`);
   line(`   ${'target'.padEnd(30)} | ${'GET req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${'×min'.padStart(5)} | ${'POST req/s'.padStart(10)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${'×min'.padStart(5)}`);
   const labels: Record<string, string> = { direct: 'direct (upstream, no proxy)', nginx: 'nginx (keep-alive upstream)', minimal: 'minimal Node proxy (reference)', proxy: 'strangler-proxy', 'proxy-shadow': 'strangler-proxy, shadow 100%' };
   for (const t of ['direct', 'nginx', 'minimal', 'proxy', 'proxy-shadow']) {
@@ -905,14 +917,14 @@ function printReport(r: Result, haveNginx: boolean): void {
     }
     const cell = (method: 'GET' | 'POST') => {
       const row = r.throughput[method]![t];
-      const mn = r.throughput[method]!.minimal;
       const w = method === 'GET' ? 9 : 10;
       if (!row) return `${'-'.padStart(w)} ${'-'.padStart(7)} ${'-'.padStart(7)} ${'-'.padStart(6)} ${'-'.padStart(5)}`;
-      return `${fmt(row.rps).padStart(w)} ${fmt(row.p50Ms, 2).padStart(7)} ${fmt(row.p99Ms, 2).padStart(7)} ${(t === 'direct' ? '' : fmt(row.cpuUsPerReq)).padStart(6)} ${fmt(mn ? row.rps / mn.rps : NaN, 2).padStart(5)}`;
+      return `${fmt(row.rps).padStart(w)} ${fmt(row.p50Ms, 2).padStart(7)} ${fmt(row.p99Ms, 2).padStart(7)} ${fmt(row.cpuUsPerReq).padStart(6)} ${fmt(row.vsMinimal, 2).padStart(5)}`;
     };
     line(`   ${labels[t]!.padEnd(30)} | ${cell('GET')} | ${cell('POST')}`);
   }
-  line('   µs/req: CPU time of the server under test per request (/proc); ×min: median req/s over the minimal proxy\'s (targets use paired ratios, below).');
+  line('   req/s, p50, p99 (wrk, closed loop): medians over slices; µs/req: CPU time of the server under test (direct: the upstream) per request,');
+  line('   from /proc; ×min: median over cycles of req/s ÷ the minimal proxy\'s req/s in the same cycle (what the targets use).');
   line(`\n2. Added latency, GET at ${P.rate} req/s (open loop), median of ${P.rateCycles} × ${P.rateSliceS} s`);
   line(`   ${''.padEnd(30)} | ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}`);
   line(`   ${'direct'.padEnd(30)} | ${fmt(r.latency.direct.p50Ms, 3).padStart(8)} ${fmt(r.latency.direct.p99Ms, 3).padStart(8)}`);
