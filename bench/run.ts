@@ -127,7 +127,7 @@ function prepareTools(tmp: string): Tools {
   if (wrk) loadgen = new Wrk(wrk, tmp);
   else {
     if (wanted === 'wrk') throw new Error('--loadgen wrk: wrk is not installed (bash scripts/install-system-deps.sh wrk)');
-    loadgen = new Autocannon(path.join(HERE, 'lib/autocannon-run.mjs'), REPO);
+    loadgen = new Autocannon(path.join(HERE, 'lib/autocannon-run.mjs'), REPO, tmp);
     if (loadgen.version === 'unknown') throw new Error('neither wrk nor autocannon is available: bash scripts/install-system-deps.sh wrk, or npm ci');
   }
   const nginx = findNginx();

@@ -3,9 +3,12 @@
 // ({requests, durationS, p50, p99 (ms), errors, non2xx, timeouts}).
 //   node bench/lib/autocannon-run.mjs '{"url":"http://...","method":"GET","connections":50,"duration":5}'
 //   ... '{"url":"http://...","connections":50,"amount":100000,"requests":[{"method":"GET","path":"/x"}, ...]}'
+//   ... @/tmp/job.json   (the job in a file: a long request list does not fit in argv)
+import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
-const job = JSON.parse(process.argv[2] ?? '{}');
+const arg = process.argv[2] ?? '{}';
+const job = JSON.parse(arg.startsWith('@') ? readFileSync(arg.slice(1), 'utf8') : arg);
 const opts = { url: job.url, connections: job.connections ?? 50, method: job.method ?? 'GET' };
 if (job.amount) opts.amount = job.amount; else opts.duration = job.duration ?? 5;
 if (job.body != null) { opts.body = job.body; opts.headers = { 'content-type': 'application/json' }; }

@@ -140,7 +140,9 @@ export class Autocannon implements LoadGenerator {
   readonly name = 'autocannon';
   readonly version: string;
 
-  constructor(private readonly runner: string, repo: string) {
+  private seq = 0;
+
+  constructor(private readonly runner: string, repo: string, private readonly dir: string) {
     try {
       this.version = (JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/autocannon/package.json'), 'utf8')) as { version: string }).version;
     } catch {
@@ -157,12 +159,15 @@ export class Autocannon implements LoadGenerator {
   }
 
   private async exec(job: Record<string, unknown>): Promise<LoadResult> {
-    const proc = spawnPinned('autocannon', LOAD_CPU, process.execPath, [this.runner, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const file = path.join(this.dir, `autocannon-job-${++this.seq}.json`);
+    fs.writeFileSync(file, JSON.stringify(job));
+    const proc = spawnPinned('autocannon', LOAD_CPU, process.execPath, [this.runner, `@${file}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     proc.child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     await proc.exited;
+    fs.rmSync(file, { force: true });
     const line = out.trim().split('\n').pop() ?? '';
     let r: Record<string, number> & { error?: string };
     try {

@@ -9,7 +9,7 @@
  */
 import { expect } from 'chai';
 import {
-  buildbotAvailable,
+  requireBuildbot,
   startBuildbotMasters,
   type BuildbotMaster,
   type BuildbotMasters,
@@ -45,14 +45,7 @@ describe('e2e: real Buildbot harness', function () {
 
   before(async function () {
     this.timeout(120_000);
-    const available = buildbotAvailable();
-    if (!available.ok) {
-      if (process.env['STRANGLER_SKIP_BUILDBOT'] === '1') {
-        console.warn(`WARNING: skipping real-Buildbot tests (STRANGLER_SKIP_BUILDBOT=1): ${available.message}`);
-        this.skip();
-      }
-      throw new Error(available.message);
-    }
+    requireBuildbot(this);
     bb = await startBuildbotMasters([
       { name: 'legacy', builders: BUILDERS },
       { name: 'newservice', builders: BUILDERS },

@@ -10,7 +10,7 @@
  */
 import { expect } from 'chai';
 import request from 'supertest';
-import { buildbotAvailable, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
+import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
 
 const BUILDERS = ['linux64-opt', 'win32-debug', 'android-api-15-test'];
@@ -43,14 +43,7 @@ describe('e2e: real Buildbot behind the proxy', function () {
     );
 
   before(async function () {
-    const available = buildbotAvailable();
-    if (!available.ok) {
-      if (process.env.STRANGLER_SKIP_BUILDBOT === '1') {
-        console.warn(`WARNING: skipping the real-Buildbot suite (STRANGLER_SKIP_BUILDBOT=1): ${available.message}`);
-        this.skip();
-      }
-      throw new Error(available.message);
-    }
+    requireBuildbot(this);
     bb = await startBuildbotMasters([
       { name: 'legacy', builders: BUILDERS },
       { name: 'newservice', builders: BUILDERS },

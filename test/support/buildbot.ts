@@ -200,6 +200,20 @@ function onPath(command: string): string | undefined {
   return undefined;
 }
 
+/**
+ * For a suite's before hook: skips it (with a warning) when Buildbot is missing and
+ * STRANGLER_SKIP_BUILDBOT=1, fails it with the install command when missing otherwise.
+ */
+export function requireBuildbot(context: Mocha.Context): void {
+  const available = buildbotAvailable();
+  if (available.ok) return;
+  if (process.env['STRANGLER_SKIP_BUILDBOT'] === '1') {
+    console.warn(`WARNING: skipping real-Buildbot tests (STRANGLER_SKIP_BUILDBOT=1): ${available.message}`);
+    context.skip();
+  }
+  throw new Error(available.message);
+}
+
 /** Whether the `buildbot` and `buildbot-worker` commands exist, and if not, how to get them. */
 export function buildbotAvailable(): { ok: boolean; message: string } {
   const missing = ['buildbot', 'buildbot-worker'].filter((c) => onPath(c) === undefined);
