@@ -20,12 +20,13 @@
  * See docs in /work/shared/reference/real-buildbot-for-tests.md.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { onPath } from './on-path.js';
 
 const execFileP = promisify(execFile);
 
@@ -185,20 +186,6 @@ export interface BuildbotMasters {
 const INSTALL_HINT =
   'install them with `apt-get install -y buildbot buildbot-worker` ' +
   'or `bash scripts/install-system-deps.sh buildbot buildbot-worker`';
-
-function onPath(command: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, command);
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // not in this dir
-    }
-  }
-  return undefined;
-}
 
 /**
  * For a suite's before hook: skips it (with a warning) when Buildbot is missing and

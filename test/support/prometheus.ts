@@ -13,6 +13,7 @@ import { accessSync, closeSync, constants as fsConstants, mkdtempSync, openSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './upstream.js';
+import { onPath } from './on-path.js';
 
 const INSTALL_HINT = 'install it with `apt-get install -y prometheus` or `bash scripts/install-system-deps.sh prometheus`';
 
@@ -65,20 +66,6 @@ export interface PrometheusOptions {
   rules?: string;
   /** Job label of the scraped target (default "strangler-proxy"). */
   job?: string;
-}
-
-function onPath(command: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, command);
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // not in this dir
-    }
-  }
-  return undefined;
 }
 
 /** Where a binary is: on PATH, else in Debian's /usr/bin (for runs with a trimmed PATH). */
