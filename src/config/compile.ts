@@ -102,6 +102,7 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
         name,
         url: spec.url,
         origin: url.origin,
+        host: url.host,
         basePath: url.pathname.replace(/\/+$/, ''),
         legacy: spec.legacy === true,
         connectTimeoutMs: spec.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,

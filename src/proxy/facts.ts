@@ -29,7 +29,26 @@ export interface GatheredFacts {
 
 type NameLookup = Pick<BuilderDirectory, 'nameFor'>;
 
+/**
+ * The facts of a request that needs no I/O to find them (the common case: a
+ * name in the path, an X-Job-Type header, no body to read), or undefined
+ * when the body must be read or a builder id looked up: then `gatherFacts`.
+ * Kept synchronous so most requests go through without a promise.
+ */
+export function factsAtOnce(request: RequestView): GatheredFacts | undefined {
+  const header = request.headers['x-job-type'];
+  const headerJobType = typeof header === 'string' ? header : undefined;
+  const inPath = builderFromPath(request.pathname);
+  if (inPath?.kind === 'id') return undefined;
+  if (inPath?.kind === 'name') return { facts: { headerJobType, jobTypes: [inPath.name], sticky: stickyLookup(request, () => undefined) } };
+  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) return { facts: { headerJobType, sticky: stickyLookup(request, () => undefined) } };
+  return undefined;
+}
+
 export async function gatherFacts(request: RequestView, table: RoutingTable, builders: NameLookup): Promise<GatheredFacts> {
+  const atOnce = factsAtOnce(request);
+  if (atOnce !== undefined) return atOnce;
+
   const header = request.headers['x-job-type'];
   const headerJobType = typeof header === 'string' ? header : undefined;
   const byId = async (id: number): Promise<string[]> => {
@@ -41,10 +60,7 @@ export async function gatherFacts(request: RequestView, table: RoutingTable, bui
   const sticky = stickyLookup(request, () => params);
 
   const inPath = builderFromPath(request.pathname);
-  if (inPath?.kind === 'name') return { facts: { headerJobType, jobTypes: [inPath.name], sticky } };
   if (inPath?.kind === 'id') return { facts: { headerJobType, jobTypes: await byId(inPath.id), sticky } };
-
-  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) return { facts: { headerJobType, sticky } };
 
   const peeked = await request.peekBody(table.settings.bodyPeekLimitBytes);
   if (!peeked.complete) return { facts: { unparsedBody: true, sticky }, peeked };

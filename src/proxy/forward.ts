@@ -3,17 +3,19 @@
  * backend and streams the answer back. Routing never looks inside; the
  * engine can be measured and replaced on its own.
  *
- * Built on undici's connection pools and its low-level dispatch API: the
- * response is written straight to the client with backpressure (pause the
- * backend while the client is slow), no intermediate streams
- * (docs/decisions/0001-forwarding-engine.md has the measurements behind that
- * choice). Nothing here retries: a request is sent at most once.
+ * Built on undici's connection pools and its dispatch API with a raw
+ * handler: response headers arrive as the raw array undici parsed (nothing
+ * rebuilt into objects), the body is written straight to the client with
+ * backpressure (the backend is paused while the client is slow), and there
+ * are no intermediate streams (docs/decisions/0001-forwarding-engine.md has
+ * the measurements behind that choice). Nothing here retries: a request is
+ * sent at most once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
-import { downstreamHeaders, type HeaderMap } from './headers.js';
+import { downstreamHeaders, type RawHeaders } from './headers.js';
 import type { CapturedResponse } from './compare.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
@@ -23,8 +25,10 @@ export interface ForwardRequest {
   method: string;
   /** Path and query, as the client sent them. */
   url: string;
-  headers: HeaderMap;
+  headers: RawHeaders;
   body: RequestBody;
+  /** Headers of the proxy's own appended to the backend's answer (X-Request-Id, X-Strangler-*). */
+  responseTags?: RawHeaders;
   /** Keep a copy of up to this many response bytes (for shadow comparison); the client's stream is unaffected. */
   captureBytes?: number;
   /** Told of each response chunk passed to the client (for the byte counters, which are read when the client's response closes). */
@@ -43,67 +47,169 @@ class ClientGoneError extends Error {
   }
 }
 
+/** How often shadow copies are checked against their deadlines (while any are in flight). */
+const COPY_SWEEP_MS = 100;
+
+type Abort = (reason: Error) => void;
+
+/** The first value of a header among undici's raw response headers. `lowerName` must be lower case. */
+function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === lowerName.length && name.toString('latin1').toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1');
+  }
+  return undefined;
+}
+
+/**
+ * One request's exchange with its backend, as undici's raw dispatch handler
+ * (onConnect/onHeaders/onData/onComplete/onError). A class, not closures:
+ * this runs once per proxied request.
+ */
+class Exchange {
+  private status = 0;
+  private responseBytes = 0;
+  private contentType: string | undefined;
+  private captured: Buffer[] | undefined;
+  private abort: Abort | undefined;
+  private resumeBackend: (() => void) | undefined;
+  private settled = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly request: ForwardRequest,
+    private readonly resolve: (result: ForwardResult) => void,
+  ) {
+    if ((request.captureBytes ?? 0) > 0) this.captured = [];
+    res.once('close', this.onClientGone);
+  }
+
+  /** The client hanging up cancels the exchange with the backend (and frees its connection). */
+  private readonly onClientGone = (): void => {
+    if (!this.res.writableFinished) this.abort?.(new ClientGoneError());
+  };
+
+  private settle(result: ForwardResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res.off('close', this.onClientGone);
+    this.resolve(result);
+  }
+
+  onConnect(abort: Abort): void {
+    this.abort = abort;
+    if (this.res.destroyed) abort(new ClientGoneError());
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx informational; the final answer follows
+    this.status = statusCode;
+    this.resumeBackend = resume;
+    if (this.captured) this.contentType = rawValue(rawHeaders, 'content-type');
+    const headers = downstreamHeaders(rawHeaders);
+    const tags = this.request.responseTags;
+    if (tags !== undefined) for (let i = 0; i < tags.length; i++) headers.push(tags[i]!);
+    if (statusText) this.res.writeHead(statusCode, statusText, headers);
+    else this.res.writeHead(statusCode, headers);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.responseBytes += chunk.length;
+    this.request.onResponseBytes?.(chunk.length);
+    if (this.captured) {
+      if (this.responseBytes <= this.request.captureBytes!) this.captured.push(Buffer.from(chunk));
+      else this.captured = undefined; // too large to compare: the status alone will be
+    }
+    if (this.res.write(chunk)) return true;
+    this.res.once('drain', this.resumeBackend!);
+    return false;
+  }
+
+  onComplete(): void {
+    this.res.end();
+    const captured = this.request.captureBytes ? { status: this.status, contentType: this.contentType, body: this.captured ? Buffer.concat(this.captured) : undefined } : undefined;
+    this.settle(captured ? { ok: true, status: this.status, responseBytes: this.responseBytes, captured } : { ok: true, status: this.status, responseBytes: this.responseBytes });
+  }
+
+  onError(error: Error): void {
+    this.settle({ ok: false, failure: classifyUpstreamError(error), responseStarted: this.status !== 0, responseBytes: this.responseBytes, error });
+  }
+
+  onUpgrade(): void {
+    // Upgrades (WebSockets) never come this way: src/proxy/websocket.ts handles them.
+  }
+
+  onBodySent(): void {}
+
+  onResponseStarted(): void {}
+}
+
+/** A shadow copy's exchange: reads the answer (up to a byte limit) and never touches a client. */
+class CopyExchange {
+  private status = 0;
+  private contentType: string | undefined;
+  private chunks: Buffer[] | undefined = [];
+  private size = 0;
+  abort: Abort | undefined;
+  done = false;
+
+  constructor(
+    private readonly limit: number,
+    readonly timeoutMs: number,
+    readonly deadline: number,
+    private readonly finish: (error: Error | undefined, answer: CapturedResponse | undefined) => void,
+  ) {}
+
+  onConnect(abort: Abort): void {
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.contentType = rawValue(rawHeaders, 'content-type');
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.size += chunk.length;
+    if (this.chunks !== undefined) {
+      if (this.size <= this.limit) this.chunks.push(Buffer.from(chunk));
+      else this.chunks = undefined; // too large: compared by status alone
+    }
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.done) return;
+    this.done = true;
+    this.finish(undefined, { status: this.status, contentType: this.contentType, body: this.chunks ? Buffer.concat(this.chunks, this.size) : undefined });
+  }
+
+  onError(error: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.finish(error, undefined);
+  }
+
+  onUpgrade(): void {}
+
+  onBodySent(): void {}
+
+  onResponseStarted(): void {}
+}
+
 export class Forwarder {
   private readonly pools = new Map<string, Pool>();
+  /** Shadow copies in flight, checked against their deadlines by one timer rather than a timer each. */
+  private readonly copies = new Set<CopyExchange>();
+  private copySweeper: NodeJS.Timeout | undefined;
 
   /** Sends `request` to `backend`, writes the answer to `res`. Never throws; failures come back as a result. */
   forward(backend: Backend, request: ForwardRequest, res: ServerResponse): Promise<ForwardResult> {
     return new Promise((resolve) => {
-      let status = 0;
-      let responseBytes = 0;
-      let contentType: string | undefined;
-      const captureLimit = request.captureBytes ?? 0;
-      let captured: Buffer[] | undefined = captureLimit > 0 ? [] : undefined;
-      let controller: Dispatcher.DispatchController | undefined;
-      let settled = false;
-
-      // The client hanging up cancels the exchange with the backend (and frees its connection).
-      const onClientGone = () => {
-        if (!res.writableFinished) controller?.abort(new ClientGoneError());
-      };
-      res.once('close', onClientGone);
-      const settle = (result: ForwardResult) => {
-        if (settled) return;
-        settled = true;
-        res.off('close', onClientGone);
-        resolve(result);
-      };
-      const resumeBackend = () => controller?.resume();
-
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart(c) {
-          controller = c;
-          if (res.destroyed) c.abort(new ClientGoneError());
-        },
-        onResponseStart(_c, statusCode, headers, statusMessage) {
-          if (statusCode < 200) return; // 1xx informational; the final answer follows
-          status = statusCode;
-          contentType = typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined;
-          if (statusMessage) res.writeHead(statusCode, statusMessage, downstreamHeaders(headers));
-          else res.writeHead(statusCode, downstreamHeaders(headers));
-        },
-        onResponseData(c, chunk) {
-          responseBytes += chunk.length;
-          request.onResponseBytes?.(chunk.length);
-          if (captured) {
-            if (responseBytes <= captureLimit) captured.push(Buffer.from(chunk));
-            else captured = undefined; // too large to compare: the status alone will be
-          }
-          if (!res.write(chunk)) {
-            c.pause();
-            res.once('drain', resumeBackend);
-          }
-        },
-        onResponseEnd() {
-          res.end();
-          const copy = captureLimit > 0 ? { status, contentType, body: captured ? Buffer.concat(captured) : undefined } : undefined;
-          settle({ ok: true, status, responseBytes, ...(copy ? { captured: copy } : {}) });
-        },
-        onResponseError(_c, error) {
-          settle({ ok: false, failure: classifyUpstreamError(error), responseStarted: status !== 0, responseBytes, error });
-        },
-      };
-
+      const exchange = new Exchange(res, request, resolve);
       try {
         this.poolFor(backend).dispatch(
           {
@@ -115,40 +221,57 @@ export class Forwarder {
             headersTimeout: backend.responseTimeoutMs,
             bodyTimeout: backend.bodyIdleTimeoutMs,
           },
-          handler,
+          exchange as unknown as Dispatcher.DispatchHandler,
         );
       } catch (error) {
         // undici rejects some requests synchronously (an invalid header value, say): nothing was sent.
-        settle({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
+        resolve({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
       }
     });
   }
 
   /**
    * Sends a copy of a request (shadow traffic) and reads the answer, up to
-   * `limit` bytes; never touches a client. Throws on failure or timeout.
+   * `limit` bytes; never touches a client. Calls `done` once: with an error
+   * on failure or when no complete answer came within `timeoutMs`.
    */
-  async copy(backend: Backend, request: Omit<ForwardRequest, 'body'> & { body: Buffer | null }, limit: number, timeoutMs: number): Promise<CapturedResponse> {
-    const response = await this.poolFor(backend).request({
-      path: backend.basePath + request.url,
-      method: request.method as Dispatcher.HttpMethod,
-      headers: request.headers,
-      body: request.body,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
+  copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, done: (error: Error | undefined, answer: CapturedResponse | undefined) => void): void {
+    const exchange = new CopyExchange(limit, timeoutMs, Date.now() + timeoutMs, (error, answer) => {
+      this.copies.delete(exchange);
+      done(error, answer);
     });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of response.body) {
-      size += (chunk as Buffer).length;
-      if (size > limit) {
-        response.body.destroy();
-        return { status: response.statusCode, contentType: contentTypeOf(response.headers), body: undefined };
-      }
-      chunks.push(chunk as Buffer);
+    this.copies.add(exchange);
+    this.copySweeper ??= setInterval(() => this.sweepCopies(), COPY_SWEEP_MS).unref();
+    try {
+      this.poolFor(backend).dispatch(
+        {
+          origin: backend.origin,
+          path: backend.basePath + request.url,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: request.headers,
+          body: request.body,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        },
+        exchange as unknown as Dispatcher.DispatchHandler,
+      );
+    } catch (error) {
+      exchange.onError(error as Error);
     }
-    return { status: response.statusCode, contentType: contentTypeOf(response.headers), body: Buffer.concat(chunks) };
+  }
+
+  private sweepCopies(): void {
+    const now = Date.now();
+    for (const exchange of this.copies) {
+      if (exchange.deadline > now) continue;
+      const error = new Error(`no complete answer within ${exchange.timeoutMs} ms`);
+      if (exchange.abort) exchange.abort(error);
+      else exchange.onError(error);
+    }
+    if (this.copies.size === 0 && this.copySweeper) {
+      clearInterval(this.copySweeper);
+      this.copySweeper = undefined;
+    }
   }
 
   private poolFor(backend: Backend): Pool {
@@ -181,13 +304,10 @@ export class Forwarder {
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
+    if (this.copySweeper) clearInterval(this.copySweeper);
+    this.copySweeper = undefined;
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
-}
-
-function contentTypeOf(headers: Record<string, string | string[] | undefined>): string | undefined {
-  const value = headers['content-type'];
-  return typeof value === 'string' ? value : undefined;
 }
 
 function poolKey(backend: Backend): string {

@@ -17,8 +17,8 @@ import type { HealthMonitor } from './health.js';
 import { isMutating, type Shadower } from './shadow.js';
 import type { BuilderDirectory } from './builder-directory.js';
 import type { Forwarder, RequestBody } from './forward.js';
-import { upstreamHeaders } from './headers.js';
-import { gatherFacts, type GatheredFacts } from './facts.js';
+import { upstreamHeaders, type RawHeaders } from './headers.js';
+import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { peekBody, type PeekedBody } from './peek.js';
 
 export interface ProxyDeps {
@@ -95,86 +95,122 @@ function requestBody(req: IncomingMessage, peeked: PeekedBody | undefined, size:
 }
 
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    void handle(deps, req, res);
+  return (req, res) => handle(deps, req, res);
+}
+
+/**
+ * What one request went through, filled in as it goes and written to the
+ * access log, the metrics and the traffic windows when its response closes.
+ */
+class Outcome {
+  decision: Decision | undefined;
+  failureKind: string | undefined;
+  /** 0 until known; CLIENT_CLOSED when the client hung up first. */
+  status = 0;
+  jobTypeLabel = 'none';
+  requestBytes = 0;
+  responseBytes = 0;
+  served: Backend | undefined;
+  sticky: string | undefined;
+  failover: string | undefined;
+  shadowNote: string | undefined;
+  retries = 0;
+
+  constructor(
+    readonly started: number,
+    readonly requestId: string,
+    readonly method: string,
+    readonly pathname: string,
+  ) {}
+
+  /** The proxy's own response headers: X-Request-Id always, X-Strangler-Backend and -Job-Type once known. */
+  tags(backend: Backend | undefined): RawHeaders {
+    const tags = ['x-request-id', this.requestId];
+    if (this.decision?.jobType !== undefined) tags.push('x-strangler-job-type', this.decision.jobType);
+    if (backend !== undefined) tags.push('x-strangler-backend', backend.name);
+    return tags;
+  }
+
+  readonly countResponseBytes = (bytes: number): void => {
+    this.responseBytes += bytes;
+  };
+
+  readonly setRequestBytes = (bytes: number): void => {
+    this.requestBytes = bytes;
   };
 }
 
-async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+function recordOutcome(deps: ProxyDeps, o: Outcome, res: ServerResponse): void {
+  if (!res.writableFinished && o.status === 0) o.status = CLIENT_CLOSED;
+  const seconds = (performance.now() - o.started) / 1000;
+  const backend = o.served?.name ?? 'none';
+  const code = o.status || res.statusCode;
+  const rule = o.decision?.route?.pattern;
+  deps.metrics.requestFinished({ backend, jobType: o.jobTypeLabel, method: deps.metrics.methodLabel(o.method), code, seconds, requestBytes: o.requestBytes, responseBytes: o.responseBytes });
+  if (o.served) deps.traffic.record({ jobType: o.jobTypeLabel, rule: rule ?? DEFAULT_RULE, backend, status: code, seconds });
+  deps.logger.access({
+    requestId: o.requestId,
+    method: o.method,
+    path: o.pathname.length > 2048 ? o.pathname.slice(0, 2048) : o.pathname, // SECURITY: never the query string, which may carry tokens
+    status: code,
+    durationMs: Math.round(seconds * 1e6) / 1e3,
+    backend,
+    jobType: o.decision?.jobType,
+    rule,
+    reason: o.decision?.reason,
+    sticky: o.sticky,
+    fallback: o.failover,
+    retries: o.retries || undefined,
+    shadow: o.shadowNote,
+    error: o.failureKind,
+  });
+}
+
+function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
   const started = performance.now();
   const table = deps.currentTable();
-  const requestId = requestIdOf(req);
   const method = req.method ?? 'GET';
-  res.setHeader('x-request-id', requestId);
-  if (deps.isDraining?.()) res.shouldKeepAlive = false; // node then sends Connection: close
-
-  let decision: Decision | undefined;
-  let failureKind: string | undefined;
-  let status = 0;
-
   const originTarget = originFormTarget(req.url);
   const queryAt = originTarget?.indexOf('?') ?? -1;
   const pathname = originTarget === undefined ? '' : queryAt === -1 ? originTarget : originTarget.slice(0, queryAt);
+  const outcome = new Outcome(started, requestIdOf(req), method, pathname);
+  if (deps.isDraining?.()) res.shouldKeepAlive = false; // node then sends Connection: close
+  res.once('close', () => recordOutcome(deps, outcome, res));
 
-  let jobTypeLabel = 'none';
-  let requestBytes = 0;
-  let responseBytes = 0;
-  let served: Backend | undefined;
-  let sticky: string | undefined;
-  let failover: string | undefined;
-  let shadowNote: string | undefined;
-  let retries = 0;
-  res.once('close', () => {
-    if (!res.writableFinished && status === 0) status = CLIENT_CLOSED;
-    const seconds = (performance.now() - started) / 1000;
-    const backend = served?.name ?? 'none';
-    const code = status || res.statusCode;
-    deps.metrics.requestFinished({ backend, jobType: jobTypeLabel, method: deps.metrics.methodLabel(method), code, seconds, requestBytes, responseBytes });
-    if (served) deps.traffic.record({ jobType: jobTypeLabel, rule: decision?.route?.pattern ?? DEFAULT_RULE, backend, status: code, seconds });
-    deps.logger.access({
-      requestId,
-      method,
-      path: pathname.slice(0, 2048), // SECURITY: never the query string, which may carry tokens
-      status: status || res.statusCode,
-      durationMs: Math.round(seconds * 1e6) / 1e3,
-      backend,
-      jobType: decision?.jobType,
-      rule: decision?.route?.pattern,
-      reason: decision?.reason,
-      sticky,
-      fallback: failover,
-      retries: retries || undefined,
-      shadow: shadowNote,
-      error: failureKind,
-    });
-  });
-
-  try {
-    if (originTarget === undefined) {
-      status = 400;
-      return sendError(res, 'BAD_REQUEST', 'the request target is not a path', undefined);
-    }
-
-    let gathered: GatheredFacts;
-    try {
-      gathered = await gatherFacts({ method, pathname, search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1), headers: req.headers, peekBody: (limit) => peekBody(req, limit) }, table, deps.builders);
-    } catch {
+  if (originTarget === undefined) {
+    outcome.status = 400;
+    return sendError(res, 'BAD_REQUEST', 'the request target is not a path', outcome, undefined);
+  }
+  const view: RequestView = { method, pathname, search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1), headers: req.headers, peekBody: (limit) => peekBody(req, limit) };
+  // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
+  const atOnce = factsAtOnce(view);
+  if (atOnce !== undefined) {
+    void proxy(deps, req, res, table, originTarget, atOnce, outcome);
+    return;
+  }
+  gatherFacts(view, table, deps.builders).then(
+    (gathered) => proxy(deps, req, res, table, originTarget, gathered, outcome),
+    () => {
       // Reading the body failed: the client hung up mid-body. Nobody is left to answer.
-      failureKind = 'client-aborted';
-      status = CLIENT_CLOSED;
+      outcome.failureKind = 'client-aborted';
+      outcome.status = CLIENT_CLOSED;
       res.destroy();
-      return;
-    }
-    decision = decide(table, gathered.facts);
-    jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
+    },
+  );
+}
+
+async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, table: RoutingTable, originTarget: string, gathered: GatheredFacts, o: Outcome): Promise<void> {
+  try {
+    const decision = decide(table, gathered.facts);
+    o.decision = decision;
+    o.jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
     deps.metrics.decided(decision.route?.pattern, decision.reason, decision.backend.name);
-    if (decision.jobType !== undefined) res.setHeader('x-strangler-job-type', decision.jobType);
-    sticky = decision.sticky?.source;
+    o.sticky = decision.sticky?.source;
 
     const route = decision.route;
     const primary = decision.backend;
     const fallback = route?.fallback !== undefined && route.fallback !== primary.name ? table.backends.get(route.fallback) : undefined;
-    const body = requestBody(req, gathered.peeked, (n) => (requestBytes = n));
+    const body = requestBody(req, gathered.peeked, o.setRequestBytes);
     // Only a body we hold whole can be sent a second time; a streamed one is gone once read.
     const replayable = body === null || Buffer.isBuffer(body);
 
@@ -182,53 +218,51 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
     if (!isAvailable(deps, primary)) {
       if (fallback && replayable && isAvailable(deps, fallback)) {
         const circuitOpen = deps.breakers.state(primary.name) !== 'closed';
-        failover = circuitOpen ? 'circuit-open' : 'unhealthy';
+        o.failover = circuitOpen ? 'circuit-open' : 'unhealthy';
         deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: circuitOpen ? 'circuit_open' : 'unhealthy' });
         target = fallback;
       } else {
-        served = primary;
-        status = 503;
-        deps.metrics.unavailable.inc({ backend: primary.name, job_type: jobTypeLabel });
-        res.setHeader('x-strangler-backend', primary.name);
+        o.served = primary;
+        o.status = 503;
+        deps.metrics.unavailable.inc({ backend: primary.name, job_type: o.jobTypeLabel });
         res.setHeader('retry-after', String(deps.breakers.retryAfterSeconds(primary.name)));
-        return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, decision);
+        return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, o, primary);
       }
     }
 
-    const shadowTicket = deps.shadower.start(table, decision, { method, url: originTarget, pathname, headers: upstreamHeaders(req, { requestId }), body, requestId, jobTypeLabel });
-    shadowNote = shadowTicket?.note;
+    const shadowTicket = route?.shadow === undefined ? undefined : deps.shadower.start(table, decision, { method: o.method, url: originTarget, pathname: o.pathname, client: req, body, requestId: o.requestId, jobTypeLabel: o.jobTypeLabel });
+    o.shadowNote = shadowTicket?.note;
     const captureBytes = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
 
     for (let attempt = 0; ; attempt++) {
-      served = target;
-      deps.metrics.sending(target.name, jobTypeLabel);
+      o.served = target;
+      deps.metrics.sending(target.name, o.jobTypeLabel);
       deps.traffic.started(target.name);
-      res.setHeader('x-strangler-backend', target.name);
-      const headers = upstreamHeaders(req, { requestId, ...(target.preserveHost ? {} : { backendHost: new URL(target.origin).host }) });
+      const headers = upstreamHeaders(req, target.preserveHost ? { requestId: o.requestId } : { requestId: o.requestId, backendHost: target.host });
       // Counted as they pass: the response's 'close' (where metrics are recorded) can come before forward() returns.
-      const result = await deps.forwarder.forward(target, { method, url: originTarget, headers, body, captureBytes, onResponseBytes: (n) => (responseBytes += n) }, res);
-      deps.metrics.sent(target.name, jobTypeLabel);
+      const result = await deps.forwarder.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
+      deps.metrics.sent(target.name, o.jobTypeLabel);
       deps.traffic.finished(target.name);
 
       if (result.ok) {
-        status = result.status;
-        if (status === 502 || status === 503 || status === 504) deps.breakers.failed(target);
+        o.status = result.status;
+        if (o.status === 502 || o.status === 503 || o.status === 504) deps.breakers.failed(target);
         else deps.breakers.succeeded(target);
         if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(result.captured);
         return;
       }
       if (shadowTicket?.note === 'sent' && attempt === 0) shadowTicket.primaryDone(undefined);
 
-      failureKind = result.failure.kind;
+      o.failureKind = result.failure.kind;
       if (result.failure.kind === 'client-aborted') {
-        status = CLIENT_CLOSED;
+        o.status = CLIENT_CLOSED;
         res.destroy();
         return;
       }
       deps.breakers.failed(target);
-      deps.metrics.upstreamErrors.inc({ backend: target.name, job_type: jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
+      deps.metrics.upstreamErrors.inc({ backend: target.name, job_type: o.jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
       deps.logger.warn('backend failed', {
-        requestId,
+        requestId: o.requestId,
         backend: target.name,
         url: target.url,
         jobType: decision.jobType,
@@ -238,40 +272,43 @@ async function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse
       });
       if (result.responseStarted || res.headersSent) {
         // The status line is out: the only honest signal left is to cut the connection.
-        status = result.responseStarted ? res.statusCode : 502;
+        o.status = result.responseStarted ? res.statusCode : 502;
         res.destroy();
         return;
       }
       // SAFETY: a request goes elsewhere only if it provably never reached its backend.
       if (!result.failure.mayHaveReachedBackend && fallback && target !== fallback && replayable && isAvailable(deps, fallback)) {
-        failover = result.failure.kind;
+        o.failover = result.failure.kind;
         deps.metrics.fallbacks.inc({ from: target.name, to: fallback.name, cause: upstreamErrorLabel(result.failure.kind) });
         target = fallback;
         continue;
       }
       // Safe methods may be sent again where the route allows; anything else never is.
-      if (!isMutating(method) && replayable && route !== undefined && attempt < route.retries) {
-        retries++;
+      if (!isMutating(o.method) && replayable && route !== undefined && attempt < route.retries) {
+        o.retries++;
         deps.metrics.retries.inc({ backend: target.name });
         continue;
       }
-      status = ERROR_CODES[result.failure.code].status;
-      return sendError(res, result.failure.code, `backend ${target.name}: ${result.failure.message}`, decision);
+      o.status = ERROR_CODES[result.failure.code].status;
+      return sendError(res, result.failure.code, `backend ${target.name}: ${result.failure.message}`, o, target);
     }
   } catch (error) {
     // A fault of ours: say so once in the log with an id the client also gets.
-    deps.logger.error('internal error', { requestId, error: (error as Error)?.stack ?? String(error) });
-    status = 500;
+    deps.logger.error('internal error', { requestId: o.requestId, error: (error as Error)?.stack ?? String(error) });
+    o.status = 500;
     if (!res.headersSent) {
-      res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: 'internal proxy error', requestId }));
+      res.writeHead(500, { 'content-type': 'application/json', 'x-request-id': o.requestId });
+      res.end(JSON.stringify({ error: 'internal proxy error', requestId: o.requestId }));
     } else res.destroy();
   }
 }
 
-function sendError(res: ServerResponse, code: ErrorCode, message: string, decision: Decision | undefined): void {
+function sendError(res: ServerResponse, code: ErrorCode, message: string, o: Outcome, backend: Backend | undefined): void {
   if (res.headersSent || res.destroyed) return;
+  const decision = o.decision;
   const body = JSON.stringify({ error: message, code, backend: decision?.backend.name ?? null, jobType: decision?.jobType ?? null });
-  res.writeHead(ERROR_CODES[code].status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  const headers = o.tags(backend);
+  headers.push('content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store');
+  res.writeHead(ERROR_CODES[code].status, headers);
   res.end(body);
 }

@@ -1,8 +1,16 @@
 /**
  * Header rules for a transparent proxy: what crosses it unchanged, what is
  * hop-by-hop (RFC 9110 §7.6.1) and dropped, and the X-Forwarded-* it adds.
+ *
+ * Headers stay in the flat `[name, value, name, value, ...]` form both node
+ * (`req.rawHeaders`) and undici (raw response headers) hand over and accept,
+ * with the sender's spelling and order: building objects per request costs
+ * more than the rest of the header work (docs/performance.md).
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+
+/** `[name, value, name, value, ...]`, names in any case. */
+export type RawHeaders = string[];
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -17,56 +25,104 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-export type HeaderMap = Record<string, string | string[]>;
-
-/** Headers listed in a Connection header apply to that hop only. */
-function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
-  const text = Array.isArray(value) ? value.join(',') : value;
-  const tokens = text.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+/** Names in a Connection header (other than keep-alive/close) that apply to that hop only, or undefined. */
+function connectionTokens(values: string[] | undefined): Set<string> | undefined {
+  if (values === undefined) return undefined;
+  const tokens = values
+    .join(',')
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '' && t !== 'keep-alive' && t !== 'close');
   return tokens.length > 0 ? new Set(tokens) : undefined;
 }
 
-function copyEndToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, out: HeaderMap, skip?: Set<string>): void {
-  const perHop = connectionTokens(headers.connection);
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || perHop?.has(name) || skip?.has(name)) continue;
-    out[name] = value;
-  }
+/** Removes the headers a Connection header named (rare: a second pass only when there are any). */
+function dropPerHop(out: RawHeaders, perHop: Set<string> | undefined): RawHeaders {
+  if (perHop === undefined) return out;
+  const kept: RawHeaders = [];
+  for (let i = 0; i < out.length; i += 2) if (!perHop.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+  return kept;
 }
-
-/** Never sent upstream: `expect` because the proxy itself answered any 100-continue. */
-const NOT_FORWARDED = new Set(['expect']);
 
 export interface UpstreamHeaderOptions {
   requestId: string;
   /** Host to send when the backend does not want the client's own. */
   backendHost?: string;
+  /** Extra headers appended as given (the shadow marker). */
+  extra?: RawHeaders;
 }
 
-/** The headers sent to the backend: the client's end-to-end headers plus X-Forwarded-* and X-Request-Id. */
-export function upstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): HeaderMap {
-  const out: HeaderMap = {};
-  copyEndToEnd(req.headers, out, NOT_FORWARDED);
+/**
+ * The headers sent to the backend: the client's end-to-end headers (not
+ * `Expect`: the proxy itself answered any 100-continue), X-Forwarded-For
+ * extended with the client's address, X-Forwarded-Proto and -Host unless an
+ * earlier proxy set them, and our X-Request-Id in place of the client's.
+ */
+export function upstreamHeaders(req: Pick<IncomingMessage, 'rawHeaders' | 'socket'>, options: UpstreamHeaderOptions): RawHeaders {
+  const raw = req.rawHeaders;
+  const out: RawHeaders = [];
+  let connection: string[] | undefined;
+  let forwardedFor: string | undefined;
+  let host: string | undefined;
+  let hasProto = false;
+  let hasForwardedHost = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') (connection ??= []).push(value);
+      continue;
+    }
+    switch (lower) {
+      case 'expect':
+      case 'x-request-id':
+        continue;
+      case 'x-forwarded-for':
+        forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+        continue;
+      case 'host':
+        host ??= value;
+        if (options.backendHost !== undefined) continue;
+        break;
+      case 'x-forwarded-proto':
+        hasProto = true;
+        break;
+      case 'x-forwarded-host':
+        hasForwardedHost = true;
+        break;
+    }
+    out.push(name, value);
+  }
+  const result = dropPerHop(out, connectionTokens(connection));
   const client = clientAddress(req);
-  const priorFor = req.headers['x-forwarded-for'];
-  out['x-forwarded-for'] = priorFor ? `${Array.isArray(priorFor) ? priorFor.join(', ') : priorFor}, ${client}` : client;
-  out['x-forwarded-proto'] ??= (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-  if (req.headers.host !== undefined) out['x-forwarded-host'] ??= req.headers.host;
-  out['x-request-id'] = options.requestId;
-  if (options.backendHost !== undefined) out.host = options.backendHost;
-  return out;
+  result.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+  if (!hasProto) result.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+  if (!hasForwardedHost && host !== undefined) result.push('x-forwarded-host', host);
+  result.push('x-request-id', options.requestId);
+  if (options.backendHost !== undefined) result.push('host', options.backendHost);
+  if (options.extra !== undefined) result.push(...options.extra);
+  return result;
 }
 
-/** The backend's end-to-end response headers, ready for `res.writeHead`. */
-export function downstreamHeaders(headers: Record<string, string | string[] | undefined>): HeaderMap {
-  const out: HeaderMap = {};
-  copyEndToEnd(headers, out);
-  return out;
+/** The backend's end-to-end response headers (undici's raw Buffers), ready for `res.writeHead`. */
+export function downstreamHeaders(raw: readonly Buffer[]): RawHeaders {
+  const out: RawHeaders = [];
+  let connection: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const value = raw[i + 1]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') (connection ??= []).push(value);
+      continue;
+    }
+    out.push(name, value);
+  }
+  return dropPerHop(out, connectionTokens(connection));
 }
 
-function clientAddress(req: IncomingMessage): string {
+function clientAddress(req: Pick<IncomingMessage, 'socket'>): string {
   const address = req.socket.remoteAddress ?? 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }

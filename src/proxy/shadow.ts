@@ -16,7 +16,11 @@ import type { Decision } from '../routing/decide.js';
 import type { RoutingTable } from '../routing/table.js';
 import { compareResponses, type CapturedResponse } from './compare.js';
 import type { Forwarder, RequestBody } from './forward.js';
-import type { HeaderMap } from './headers.js';
+import { upstreamHeaders } from './headers.js';
+import type { IncomingMessage } from 'node:http';
+
+/** Marks a copy, so a backend (and its logs) can tell shadow traffic from real. */
+const SHADOW_MARK = ['x-strangler-shadow', '1'];
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -39,7 +43,8 @@ export interface ShadowRequest {
   method: string;
   url: string;
   pathname: string;
-  headers: HeaderMap;
+  /** The client's request, for its headers (built for the shadow backend only when a copy is sent). */
+  client: Pick<IncomingMessage, 'rawHeaders' | 'socket'>;
   body: RequestBody;
   requestId: string;
   jobTypeLabel: string;
@@ -84,27 +89,21 @@ export class Shadower {
 
     this.inFlight++;
     this.metrics.shadowInFlight.set(this.inFlight);
-    const headers: HeaderMap = { ...request.headers, 'x-strangler-shadow': '1' };
-    if (!shadowBackend.preserveHost) headers.host = new URL(shadowBackend.origin).host;
-    const shadowAnswer = this.forwarder
-      .copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs)
-      .then(
-        (answer) => ({ ok: true as const, answer }),
-        (error: unknown) => ({ ok: false as const, error: error as Error }),
-      );
+    const headers = upstreamHeaders(request.client, { requestId: request.requestId, ...(shadowBackend.preserveHost ? {} : { backendHost: shadowBackend.host }), extra: SHADOW_MARK });
 
-    let resolvePrimary: (primary: CapturedResponse | undefined) => void = () => undefined;
-    const primaryAnswer = new Promise<CapturedResponse | undefined>((resolve) => (resolvePrimary = resolve));
-
-    void Promise.all([primaryAnswer, shadowAnswer]).then(([primary, shadow]) => {
+    // Whichever of the two answers comes second runs the comparison.
+    let primary: CapturedResponse | undefined | null = null;
+    let shadow: { error: Error | undefined; answer: CapturedResponse | undefined } | null = null;
+    const bothIn = () => {
+      if (primary === null || shadow === null) return;
       this.inFlight--;
       this.metrics.shadowInFlight.set(this.inFlight);
-      if (!shadow.ok) {
+      if (shadow.error !== undefined || shadow.answer === undefined) {
         count('error');
-        this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error.message });
+        this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error?.message });
         return;
       }
-      if (!primary) return count('primary_failed'); // nothing to compare; counted so the results add up to the copies sent
+      if (primary === undefined) return count('primary_failed'); // nothing to compare; counted so the results add up to the copies sent
       const comparison = compareResponses(primary, shadow.answer, spec.ignoreFields);
       count(comparison.match ? 'match' : 'mismatch');
       if (!comparison.match && this.mayLogMismatch(settings.mismatchLogsPerMinute)) {
@@ -119,11 +118,22 @@ export class Shadower {
           differences: comparison.differences.map((d) => ({ path: d.path, primary: truncate(d.primary), shadow: truncate(d.shadow) })),
         });
       }
+    };
+    this.forwarder.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs, (error, answer) => {
+      shadow = { error, answer };
+      bothIn();
     });
 
-    return { note: 'sent', captureBytes: settings.maxBodyBytes, primaryDone: resolvePrimary };
+    return {
+      note: 'sent',
+      captureBytes: settings.maxBodyBytes,
+      primaryDone: (answer) => {
+        if (primary !== null) return;
+        primary = answer;
+        bothIn();
+      },
+    };
   }
-
   private mayLogMismatch(perMinute: number): boolean {
     const now = Date.now();
     if (now - this.logWindowStart >= 60_000) {

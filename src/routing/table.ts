@@ -14,6 +14,8 @@ export interface Backend {
   readonly url: string;
   /** `http://host:port`, what connections are opened to. */
   readonly origin: string;
+  /** `host:port` of the origin: the Host header sent when `preserveHost` is false. */
+  readonly host: string;
   /** Path prefix prepended to every forwarded path ('' for none). */
   readonly basePath: string;
   readonly legacy: boolean;

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { Writable } from 'node:stream';
 import { createLogger } from '../../src/logging/logger.js';
 import { startStrangler, type Strangler } from '../../src/main.js';
 
@@ -32,21 +32,25 @@ export async function startTestProxy(yaml: string, options: { pollIntervalMs?: n
   const dir = mkdtempSync(path.join(tmpdir(), 'strangler-test-'));
   const configFile = path.join(dir, 'routes.yaml');
   writeFileSync(configFile, yaml);
-  const stream = new PassThrough();
   const lines: string[] = [];
   let partial = '';
-  stream.on('data', (chunk: Buffer) => {
-    const parts = (partial + chunk.toString('utf8')).split('\n');
-    partial = parts.pop() ?? '';
-    lines.push(...parts.filter(Boolean));
+  // A Writable, not a PassThrough: each write lands in `lines` synchronously, so logs() sees a flushed batch at once.
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      const parts = (partial + chunk.toString('utf8')).split('\n');
+      partial = parts.pop() ?? '';
+      lines.push(...parts.filter(Boolean));
+      done();
+    },
   });
+  const logger = createLogger({ stream, level: options.quiet ? 'warn' : 'debug' });
   const proxy = await startStrangler({
     configFile,
     port: 0,
     adminPort: 0,
     host: '127.0.0.1',
     // quiet: load tests keep only warnings and errors, so millions of access-log lines are not held in memory.
-    logger: createLogger({ stream, level: options.quiet ? 'warn' : 'debug' }),
+    logger,
     ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
     protectAdminReads: options.protectAdminReads === true,
@@ -59,7 +63,10 @@ export async function startTestProxy(yaml: string, options: { pollIntervalMs?: n
     adminUrl: proxy.adminUrl,
     configFile,
     dir,
-    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+    logs: () => {
+      logger.flushAccess(); // access lines are batched; a test reads them all
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
     writeConfig: (text) => writeFileSync(configFile, text),
     close: async () => {
       await proxy.close();

@@ -8,7 +8,7 @@ function capture(options: Parameters<typeof createLogger>[0] = {}) {
   stream.on('data', (c: Buffer) => (text += c.toString()));
   const logger = createLogger({ ...options, stream });
   const settle = () => new Promise((r) => setImmediate(() => setImmediate(r)));
-  return { logger, lines: async () => (await settle(), text.split('\n').filter(Boolean)) };
+  return { logger, text: () => text, lines: async () => (logger.flushAccess(), await settle(), text.split('\n').filter(Boolean)) };
 }
 
 describe('logging/logger', () => {
@@ -27,21 +27,44 @@ describe('logging/logger', () => {
 
   it('writes one readable line per event in the pretty format', async () => {
     const { logger, lines } = capture({ format: 'pretty' });
-    logger.access({ requestId: 'r3', method: 'POST', path: '/api/v2/forceschedulers/force', status: 502, reason: 'route', error: 'refused' });
+    logger.access({ requestId: 'r3', method: 'POST', path: '/api/v2/forceschedulers/force', status: 502, durationMs: 2, backend: 'taskservice', reason: 'route', error: 'refused' });
     logger.error('routes.yaml rejected; the previous routes stay in force', { error: 'routes.yaml:3:5: routes[0].backend: unknown backend "x"' });
     const all = await lines(); // access lines go out batched, so the order between the two kinds is not fixed
     const access = all.find((l) => l.includes(' request '))!;
     const error = all.find((l) => l.includes(' error '))!;
-    expect(access).to.match(/^\S+Z info  request requestId=r3 method=POST path=\/api\/v2\/forceschedulers\/force status=502 reason=route error=refused$/);
+    expect(access).to.match(/^\S+Z info  request requestId=r3 method=POST path=\/api\/v2\/forceschedulers\/force status=502 durationMs=2 backend=taskservice reason=route error=refused$/);
     expect(error).to.match(/^\S+Z error routes\.yaml rejected; the previous routes stay in force error="routes\.yaml:3:5: routes\[0\]\.backend: unknown backend \\"x\\""$/);
   });
 
   it('honours the level for winston lines and the access log alike', async () => {
     const { logger, lines } = capture({ level: 'warn' });
     logger.info('quiet');
-    logger.access({ requestId: 'r4' });
+    logger.access({ requestId: 'r4', method: 'GET', path: '/', status: 200, durationMs: 1, backend: 'buildbot' });
     logger.warn('loud');
     expect((await lines()).map((l) => JSON.parse(l).message)).to.deep.equal(['loud']);
+  });
+
+  it('escapes whatever a request carries, so one request is always one JSON line', async () => {
+    const { logger, lines } = capture();
+    const path = '/api/v2/builders/a"b\\c\n{"level":"error"}\u2028\u0000';
+    logger.access({ requestId: 'r5', method: 'GET', path, status: 200, durationMs: 0.25, backend: 'buildbot', jobType: 'x\ty' });
+    const all = await lines();
+    expect(all).to.have.length(1);
+    expect(JSON.parse(all[0]!)).to.include({ level: 'info', message: 'request', path, jobType: 'x\ty', durationMs: 0.25 });
+  });
+
+  it('writes access lines in batches: within 50 ms, or at once when flushed', async () => {
+    const { logger, text } = capture();
+    logger.access({ requestId: 'r6', method: 'GET', path: '/', status: 200, durationMs: 1, backend: 'buildbot' });
+    logger.access({ requestId: 'r7', method: 'GET', path: '/', status: 200, durationMs: 1, backend: 'buildbot' });
+    await new Promise((r) => setImmediate(r));
+    expect(text()).to.equal(''); // not one write per line
+    await new Promise((r) => setTimeout(r, 120));
+    expect(text().split('\n').filter(Boolean).map((l) => JSON.parse(l).requestId)).to.deep.equal(['r6', 'r7']);
+    logger.access({ requestId: 'r8', method: 'GET', path: '/', status: 200, durationMs: 1, backend: 'buildbot' });
+    logger.flushAccess();
+    await new Promise((r) => setImmediate(r));
+    expect(text()).to.contain('"requestId":"r8"');
   });
 
   it('parses levels and formats from flags and environment, rejecting unknown ones', () => {
