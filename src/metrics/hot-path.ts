@@ -60,21 +60,55 @@ interface Tally<L extends string> {
   value: number;
 }
 
+/**
+ * Values under two or three string keys, found level by level: no joined key
+ * string is built per request (V8 keeps a string's hash on the string, so
+ * each level is a cheap lookup). `values` lists every value, for scrapes.
+ */
+class TupleIndex<V> {
+  private readonly root = new Map<string, Map<string, V | Map<string, V>>>();
+  readonly values: V[] = [];
+
+  constructor(private readonly create: (a: string, b: string, c: string) => V) {}
+
+  get(a: string, b: string, c?: string): V {
+    let level1 = this.root.get(a);
+    if (level1 === undefined) this.root.set(a, (level1 = new Map()));
+    if (c === undefined) {
+      let value = level1.get(b) as V | undefined;
+      if (value === undefined) level1.set(b, (value = this.add(a, b, '')));
+      return value;
+    }
+    let level2 = level1.get(b) as Map<string, V> | undefined;
+    if (level2 === undefined) level1.set(b, (level2 = new Map()));
+    let value = level2.get(c);
+    if (value === undefined) level2.set(c, (value = this.add(a, b, c)));
+    return value;
+  }
+
+  private add(a: string, b: string, c: string): V {
+    const value = this.create(a, b, c);
+    this.values.push(value);
+    return value;
+  }
+}
+
 export class HotPathMetrics {
-  private readonly series = new Map<string, RequestSeries>();
-  private readonly inFlight = new Map<string, Tally<'backend' | 'job_type'>>();
-  private readonly decisions = new Map<string, Tally<'rule' | 'reason' | 'backend'>>();
+  private readonly series: TupleIndex<RequestSeries>;
+  private readonly inFlight = new TupleIndex<Tally<'backend' | 'job_type'>>((backend, jobType) => ({ labels: { backend, job_type: jobType }, value: 0 }));
+  private readonly decisions = new TupleIndex<Tally<'rule' | 'reason' | 'backend'>>((rule, reason, backend) => ({ labels: { rule, reason, backend }, value: 0 }));
 
   constructor(
     registry: Registry,
     private readonly bounds: readonly number[],
   ) {
+    this.series = new TupleIndex((backend, jobType, method) => ({ backend, jobType, method, codes: new Map(), buckets: new Float64Array(bounds.length + 1), sum: 0, count: 0, requestBytes: 0, responseBytes: 0 }));
     new Family(
       'strangler_requests_total',
       'Requests answered, by the backend that served them, job type, method and HTTP status code (499: the client hung up).',
       'counter',
       ['backend', 'job_type', 'method', 'code'],
-      () => [...this.series.values()].flatMap((s) => [...s.codes].map(([code, value]) => ({ value, labels: { backend: s.backend, job_type: s.jobType, method: s.method, code: String(code) } }))),
+      () => this.series.values.flatMap((s) => [...s.codes].map(([code, value]) => ({ value, labels: { backend: s.backend, job_type: s.jobType, method: s.method, code: String(code) } }))),
       registry,
     );
     new Family(
@@ -82,7 +116,7 @@ export class HotPathMetrics {
       'Time from receiving a request to the end of its response, by backend, job type and method.',
       'histogram',
       ['backend', 'job_type', 'method'],
-      () => [...this.series.values()].flatMap((s) => this.histogramValues(s)),
+      () => this.series.values.flatMap((s) => this.histogramValues(s)),
       registry,
     );
     new Family(
@@ -90,7 +124,7 @@ export class HotPathMetrics {
       'Requests being served right now, by backend and job type.',
       'gauge',
       ['backend', 'job_type'],
-      () => [...this.inFlight.values()].map((t) => ({ value: t.value, labels: t.labels })),
+      () => this.inFlight.values.map((t) => ({ value: t.value, labels: t.labels })),
       registry,
     );
     new Family(
@@ -114,33 +148,25 @@ export class HotPathMetrics {
       'Routing decisions by rule (the route\'s jobType as written, or "(default)"), reason and chosen backend.',
       'counter',
       ['rule', 'reason', 'backend'],
-      () => [...this.decisions.values()].map((t) => ({ value: t.value, labels: t.labels })),
+      () => this.decisions.values.map((t) => ({ value: t.value, labels: t.labels })),
       registry,
     );
   }
 
   decided(rule: string, reason: string, backend: string): void {
-    const key = `${rule}\u0001${reason}\u0001${backend}`;
-    const tally = this.decisions.get(key);
-    if (tally) tally.value++;
-    else this.decisions.set(key, { labels: { rule, reason, backend }, value: 1 });
+    this.decisions.get(rule, reason, backend).value++;
   }
 
   started(backend: string, jobType: string): void {
-    this.inFlightTally(backend, jobType).value++;
+    this.inFlight.get(backend, jobType).value++;
   }
 
   finished(backend: string, jobType: string): void {
-    this.inFlightTally(backend, jobType).value--;
+    this.inFlight.get(backend, jobType).value--;
   }
 
   request(backend: string, jobType: string, method: string, code: number, seconds: number, requestBytes: number, responseBytes: number): void {
-    const key = `${backend}\u0001${jobType}\u0001${method}`;
-    let s = this.series.get(key);
-    if (!s) {
-      s = { backend, jobType, method, codes: new Map(), buckets: new Float64Array(this.bounds.length + 1), sum: 0, count: 0, requestBytes: 0, responseBytes: 0 };
-      this.series.set(key, s);
-    }
+    const s = this.series.get(backend, jobType, method);
     s.codes.set(code, (s.codes.get(code) ?? 0) + 1);
     let i = 0;
     while (i < this.bounds.length && seconds > this.bounds[i]!) i++;
@@ -149,16 +175,6 @@ export class HotPathMetrics {
     s.count++;
     s.requestBytes += requestBytes;
     s.responseBytes += responseBytes;
-  }
-
-  private inFlightTally(backend: string, jobType: string): Tally<'backend' | 'job_type'> {
-    const key = `${backend}\u0001${jobType}`;
-    let tally = this.inFlight.get(key);
-    if (!tally) {
-      tally = { labels: { backend, job_type: jobType }, value: 0 };
-      this.inFlight.set(key, tally);
-    }
-    return tally;
   }
 
   private histogramValues(s: RequestSeries): SeriesValue[] {
@@ -178,7 +194,7 @@ export class HotPathMetrics {
   /** Bytes per (backend, job type), summed over methods; series with no bytes yet are left out. */
   private bytes(field: 'requestBytes' | 'responseBytes'): SeriesValue[] {
     const sums = new Map<string, SeriesValue>();
-    for (const s of this.series.values()) {
+    for (const s of this.series.values) {
       if (s[field] === 0) continue;
       const key = `${s.backend}\u0001${s.jobType}`;
       const entry = sums.get(key);

@@ -61,12 +61,21 @@ function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined
   return undefined;
 }
 
+/** A request under way: its result, and how to call it off when the client hangs up. */
+export interface ForwardCall {
+  readonly result: Promise<ForwardResult>;
+  /** The client hung up: cancel the exchange with the backend (frees its connection). No-op once the answer is complete. */
+  clientGone(): void;
+}
+
 /**
  * One request's exchange with its backend, as undici's raw dispatch handler
  * (onConnect/onHeaders/onData/onComplete/onError). A class, not closures:
  * this runs once per proxied request.
  */
-class Exchange {
+class Exchange implements ForwardCall {
+  readonly result: Promise<ForwardResult>;
+  private resolve!: (result: ForwardResult) => void;
   private status = 0;
   private responseBytes = 0;
   private contentType: string | undefined;
@@ -78,21 +87,18 @@ class Exchange {
   constructor(
     private readonly res: ServerResponse,
     private readonly request: ForwardRequest,
-    private readonly resolve: (result: ForwardResult) => void,
   ) {
+    this.result = new Promise((resolve) => (this.resolve = resolve));
     if ((request.captureBytes ?? 0) > 0) this.captured = [];
-    res.once('close', this.onClientGone);
   }
 
-  /** The client hanging up cancels the exchange with the backend (and frees its connection). */
-  private readonly onClientGone = (): void => {
-    if (!this.res.writableFinished) this.abort?.(new ClientGoneError());
-  };
+  clientGone(): void {
+    if (!this.settled && !this.res.writableFinished) this.abort?.(new ClientGoneError());
+  }
 
-  private settle(result: ForwardResult): void {
+  settle(result: ForwardResult): void {
     if (this.settled) return;
     this.settled = true;
-    this.res.off('close', this.onClientGone);
     this.resolve(result);
   }
 
@@ -206,28 +212,32 @@ export class Forwarder {
   private readonly copies = new Set<CopyExchange>();
   private copySweeper: NodeJS.Timeout | undefined;
 
-  /** Sends `request` to `backend`, writes the answer to `res`. Never throws; failures come back as a result. */
-  forward(backend: Backend, request: ForwardRequest, res: ServerResponse): Promise<ForwardResult> {
-    return new Promise((resolve) => {
-      const exchange = new Exchange(res, request, resolve);
-      try {
-        this.poolFor(backend).dispatch(
-          {
-            origin: backend.origin,
-            path: backend.basePath + request.url,
-            method: request.method as Dispatcher.HttpMethod,
-            headers: request.headers,
-            body: request.body,
-            headersTimeout: backend.responseTimeoutMs,
-            bodyTimeout: backend.bodyIdleTimeoutMs,
-          },
-          exchange as unknown as Dispatcher.DispatchHandler,
-        );
-      } catch (error) {
-        // undici rejects some requests synchronously (an invalid header value, say): nothing was sent.
-        resolve({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
-      }
-    });
+  /**
+   * Sends `request` to `backend`, writes the answer to `res`. Never throws;
+   * failures come back as the call's result. The caller tells the call when
+   * `res` closes early (it already listens for 'close'; one listener per
+   * request is cheaper than two).
+   */
+  forward(backend: Backend, request: ForwardRequest, res: ServerResponse): ForwardCall {
+    const exchange = new Exchange(res, request);
+    try {
+      this.poolFor(backend).dispatch(
+        {
+          origin: backend.origin,
+          path: backend.basePath + request.url,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: request.headers,
+          body: request.body,
+          headersTimeout: backend.responseTimeoutMs,
+          bodyTimeout: backend.bodyIdleTimeoutMs,
+        },
+        exchange as unknown as Dispatcher.DispatchHandler,
+      );
+    } catch (error) {
+      // undici rejects some requests synchronously (an invalid header value, say): nothing was sent.
+      exchange.settle({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
+    }
+    return exchange;
   }
 
   /**

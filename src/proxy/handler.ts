@@ -16,7 +16,7 @@ import type { CircuitBreakers } from './circuit.js';
 import type { HealthMonitor } from './health.js';
 import { isMutating, type Shadower } from './shadow.js';
 import type { BuilderDirectory } from './builder-directory.js';
-import type { Forwarder, RequestBody } from './forward.js';
+import type { ForwardCall, Forwarder, RequestBody } from './forward.js';
 import { upstreamHeaders, type RawHeaders } from './headers.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { peekBody, type PeekedBody } from './peek.js';
@@ -115,6 +115,8 @@ class Outcome {
   failover: string | undefined;
   shadowNote: string | undefined;
   retries = 0;
+  /** The exchange with a backend under way, told when the client hangs up. */
+  call: ForwardCall | undefined;
 
   constructor(
     readonly started: number,
@@ -141,6 +143,7 @@ class Outcome {
 }
 
 function recordOutcome(deps: ProxyDeps, o: Outcome, res: ServerResponse): void {
+  o.call?.clientGone();
   if (!res.writableFinished && o.status === 0) o.status = CLIENT_CLOSED;
   const seconds = (performance.now() - o.started) / 1000;
   const backend = o.served?.name ?? 'none';
@@ -240,7 +243,9 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
       deps.traffic.started(target.name);
       const headers = upstreamHeaders(req, target.preserveHost ? { requestId: o.requestId } : { requestId: o.requestId, backendHost: target.host });
       // Counted as they pass: the response's 'close' (where metrics are recorded) can come before forward() returns.
-      const result = await deps.forwarder.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
+      o.call = deps.forwarder.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
+      const result = await o.call.result;
+      o.call = undefined;
       deps.metrics.sent(target.name, o.jobTypeLabel);
       deps.traffic.finished(target.name);
 

@@ -28,6 +28,7 @@ const HOP_BY_HOP = new Set([
 /** Names in a Connection header (other than keep-alive/close) that apply to that hop only, or undefined. */
 function connectionTokens(values: string[] | undefined): Set<string> | undefined {
   if (values === undefined) return undefined;
+  if (values.length === 1 && /^\s*(keep-alive|close)\s*$/i.test(values[0]!)) return undefined; // the usual one, no list to split
   const tokens = values
     .join(',')
     .split(',')

@@ -25,17 +25,25 @@ export function isBuilderName(value: unknown): value is string {
  */
 export function builderFromPath(pathname: string): PathBuilderRef | undefined {
   if (!pathname.startsWith('/api/v2/')) return undefined;
-  const segments = pathname.split('/', 7); // '', 'api', 'v2', then at most four more
-  let at = 3;
-  if (segments[at] === 'masters' && segments[at + 2] === 'builders') at += 2;
-  if (segments[at] !== 'builders') return undefined;
-  const raw = segments[at + 1];
-  if (raw === undefined || raw === '') return undefined;
-  let segment: string;
-  try {
-    segment = decodeURIComponent(raw);
-  } catch {
-    return undefined;
+  // Read segment by segment with indexOf: this runs on every request, and split() built arrays for it.
+  let start = 8; // after '/api/v2/'
+  if (pathname.startsWith('masters/', start)) {
+    const masterEnd = pathname.indexOf('/', start + 8);
+    if (masterEnd === -1) return undefined;
+    start = masterEnd + 1;
+  }
+  if (!pathname.startsWith('builders/', start)) return undefined;
+  start += 9;
+  const end = pathname.indexOf('/', start);
+  const raw = end === -1 ? pathname.slice(start) : pathname.slice(start, end);
+  if (raw === '') return undefined;
+  let segment = raw;
+  if (raw.includes('%')) {
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      return undefined;
+    }
   }
   if (BUILDER_ID.test(segment)) return { kind: 'id', id: Number(segment) };
   if (BUILDER_NAME.test(segment)) return { kind: 'name', name: segment };

@@ -23,6 +23,32 @@ describe('routing/extract: builderFromPath', () => {
     fc.assert(fc.property(fc.string({ unit: 'binary' }), (tail) => wellFormed(builderFromPath('/api/v2/builders/' + tail))));
     fc.assert(fc.property(fc.webPath(), (p) => wellFormed(builderFromPath(p))));
   });
+
+  it('answers as a plain split-and-decode reading of the path would, on any path', () => {
+    // The reading the hand-written scanner must agree with (it avoids the split and the decode per request).
+    const oracle = (pathname: string) => {
+      if (!pathname.startsWith('/api/v2/')) return undefined;
+      const segments = pathname.split('/');
+      const at = segments[3] === 'masters' && segments[5] === 'builders' ? 5 : 3;
+      if (segments[at] !== 'builders' || !segments[at + 1]) return undefined;
+      let segment: string;
+      try {
+        segment = decodeURIComponent(segments[at + 1]!);
+      } catch {
+        return undefined;
+      }
+      if (/^[0-9]{1,15}$/.test(segment)) return { kind: 'id', id: Number(segment) };
+      return /^[a-zA-Z_-][.a-zA-Z0-9_-]{0,199}$/.test(segment) ? { kind: 'name', name: segment } : undefined;
+    };
+    const segment = fc.oneof(fc.constantFrom('api', 'v2', 'masters', 'builders', '1', '', 'linux64-opt', '%41b', '%zz', '12'), fc.string());
+    const paths = fc.oneof(fc.webPath(), fc.array(segment, { maxLength: 7 }).map((parts) => '/api/v2/' + parts.join('/')));
+    fc.assert(
+      fc.property(paths, (p) => {
+        expect(builderFromPath(p), p).to.deep.equal(oracle(p));
+      }),
+      { numRuns: 3000 },
+    );
+  });
 });
 
 describe('routing/extract: isForceCall', () => {
