@@ -29,12 +29,13 @@ await waitHttp(`http://127.0.0.1:${mir}/`, mirror);
 const servers: Array<{ id: string; port: number; proc: Proc }> = [];
 const strangler = (id: string, file: string, port: number, admin: number) => {
   const out = fs.openSync(path.join(tmp, `${id}.log`), 'w');
-  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [path.join(REPO, 'dist/cli.js'), 'serve', '--config', file, '--port', String(port), '--admin-port', String(admin), '--host', '127.0.0.1', '--log-level', 'info'], { stdio: ['ignore', out, 'inherit'], env: { STRANGLER_ADMIN_TOKEN: '', LOG_FORMAT: 'json' } });
+  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [path.join(REPO, 'dist/cli.js'), 'serve', '--config', file, '--port', String(port), '--admin-port', String(admin), '--host', '127.0.0.1', '--log-level', 'info'], { stdio: ['ignore', out, 'inherit'], env: { STRANGLER_ADMIN_TOKEN: '', LOG_FORMAT: 'json', NODE_OPTIONS: id === 'proxy2' ? (process.env.P2_NODE_OPTIONS ?? '') : '' } });
   servers.push({ id, port, proc });
 };
 servers.push({ id: 'minimal', port: pm!, proc: spawnPinned('minimal', SERVER_CPU, process.execPath, [path.join(HERE, 'reference/minimal-proxy.mjs')], { env: { PORT: String(pm), UPSTREAM_PORT: String(up) } }) });
 strangler('proxy', path.join(tmp, 'r.yaml'), p1!, a1!);
 if (withShadow) strangler('shadow', path.join(tmp, 's.yaml'), p2!, a2!);
+if (process.env.P2_NODE_OPTIONS) strangler('proxy2', path.join(tmp, 'r.yaml'), p2!, a2!);
 extra.forEach((e, i) => { const [id, file] = e.split('='); const port = rest[i]!; servers.push({ id: id!, port, proc: spawnPinned(id!, SERVER_CPU, process.execPath, [file!], { env: { PORT: String(port), UPSTREAM_PORT: String(up), ...Object.fromEntries((process.env.EXTRA_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('='))) } }) }); });
 const GET = { method: 'GET' as const, path: '/api/v2/builders/linux64-opt/builds?limit=1' };
 const POST = { method: 'POST' as const, path: '/api/v2/forceschedulers/force', body: JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: ['linux64-opt'], reason: 're-run after infra failure', owner: 'Release Engineering <releng@example.org>', branch: 'main', revision: '3f1c2e9a7b5d4c6e8f0a1b2c3d4e5f6a7b8c9d0e', project: 'autoland', properties: { priority: 'normal' } } }) };

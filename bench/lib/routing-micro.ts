@@ -25,7 +25,7 @@
  */
 import { parseConfig } from '../../src/config/load.js';
 import { decide } from '../../src/routing/decide.js';
-import { matchRoute, type RoutingTable } from '../../src/routing/table.js';
+import { forgetMemos, matchRoute, type RoutingTable } from '../../src/routing/table.js';
 import { generateRoutes, jobTypeWorkload, routesYaml, rng, shuffle, type RouteMix } from './routes.js';
 
 interface Options {
@@ -86,7 +86,7 @@ for (const mix of opts.mixes) {
     const matchedIdx: number[] = [];
     const unmatchedIdx: number[] = [];
     names.forEach((n, i) => (decide(table, { jobTypes: [n] }).route ? matchedIdx : unmatchedIdx).push(i));
-    table.matchCache.clear();
+    forgetMemos(table);
     const sub = Math.max(20_000, Math.floor(opts.length / 2));
     cases.push({
       key: `${mix}-${size}`, mix, size, table, parseMs, yamlBytes: yaml.length, matched: matchedIdx.length,
@@ -119,7 +119,7 @@ function lookups(table: RoutingTable, stream: Uint16Array): number {
 
 /** Memo emptied, distinct names decided once each (for at most `budgetMs`); ns per decision. */
 function cold(c: Case, budgetMs: number): void {
-  c.table.matchCache.clear();
+  forgetMemos(c.table);
   const t0 = process.hrtime.bigint();
   const until = performance.now() + budgetMs;
   let n = 0;

@@ -74,6 +74,7 @@ export function compileConfig(raw: RawConfig, source: TableSource): CompileResul
     exactRoutes,
     patternRoutes: Object.freeze(routes.filter((r) => r.kind !== 'exact')),
     matchCache: new Map(),
+    decisionCache: new Map(),
   };
   return { ok: true, table: Object.freeze(table) };
 }

@@ -78,9 +78,11 @@ export class TrafficStats {
   record(r: TrafficRecord): void {
     const key = `${r.jobType}\u0000${r.rule}\u0000${r.backend}`;
     const at = this.now();
-    add(cellOf(this.total, key), r);
-    add(cellOf(this.slotFor(this.recent, FIVE_MINUTES, at).cells, key), r);
-    add(cellOf(this.slotFor(this.hourly, ONE_HOUR, at).cells, key), r);
+    const bucket = bucketOf(r.seconds);
+    const error = r.status >= 500;
+    add(cellOf(this.total, key), bucket, error);
+    add(cellOf(this.slotFor(this.recent, FIVE_MINUTES, at).cells, key), bucket, error);
+    add(cellOf(this.slotFor(this.hourly, ONE_HOUR, at).cells, key), bucket, error);
   }
 
   /** One row per (job type, rule, backend) seen in the window. */
@@ -133,12 +135,17 @@ function cellOf(map: Map<string, Cell>, key: string): Cell {
   return cell;
 }
 
-function add(cell: Cell, r: TrafficRecord): void {
-  cell.requests++;
-  if (r.status >= 500) cell.errors++;
+/** The index of the first bucket bound at or above `seconds` (DURATION_BUCKETS.length: above them all). */
+function bucketOf(seconds: number): number {
   let i = 0;
-  while (i < DURATION_BUCKETS.length && r.seconds > DURATION_BUCKETS[i]!) i++;
-  cell.buckets[i]!++;
+  while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+  return i;
+}
+
+function add(cell: Cell, bucket: number, error: boolean): void {
+  cell.requests++;
+  if (error) cell.errors++;
+  cell.buckets[bucket]!++;
 }
 
 /** The bucket bound under which `q` of the requests fell (the last finite bound for the overflow bucket). */

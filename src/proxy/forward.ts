@@ -284,7 +284,12 @@ export class Forwarder {
     }
   }
 
+  /** The pool per backend object, so the common lookup builds no key string. */
+  private readonly poolOf = new WeakMap<Backend, Pool>();
+
   private poolFor(backend: Backend): Pool {
+    const known = this.poolOf.get(backend);
+    if (known !== undefined && !known.closed && !known.destroyed) return known;
     const key = poolKey(backend);
     let pool = this.pools.get(key);
     if (!pool) {
@@ -297,6 +302,7 @@ export class Forwarder {
       });
       this.pools.set(key, pool);
     }
+    this.poolOf.set(backend, pool);
     return pool;
   }
 

@@ -4,7 +4,7 @@
  * need a builder-id lookup) and supplies the random draw for splits.
  */
 import { isBuilderName } from './extract.js';
-import { matchRoute, pickSticky, pickTarget, type Backend, type Route, type RoutingTable, type StickySource } from './table.js';
+import { MATCH_CACHE_LIMIT, matchRoute, pickSticky, pickTarget, type Backend, type Route, type RoutingTable, type StickySource } from './table.js';
 
 /**
  * Why a request went where it went; also a metric label, so the set is closed.
@@ -28,15 +28,16 @@ export interface RequestFacts {
   sticky?: (source: StickySource) => string | undefined;
 }
 
+/** Read-only: a decision may be a memoised one shared by every request for its job type. */
 export interface Decision {
-  backend: Backend;
-  reason: DecisionReason;
+  readonly backend: Backend;
+  readonly reason: DecisionReason;
   /** The job type, or several joined by "," for a force naming more than one builder. */
-  jobType?: string;
+  readonly jobType?: string;
   /** The route that decided; absent when the default backend was used. */
-  route?: Route;
+  readonly route?: Route;
   /** For a sticky split: which source gave the key, and the key. */
-  sticky?: { source: string; key: string };
+  readonly sticky?: { readonly source: string; readonly key: string };
 }
 
 /**
@@ -53,12 +54,27 @@ export function decide(table: RoutingTable, facts: RequestFacts, draw: number = 
   return { backend: table.defaultBackend, reason: 'default' };
 }
 
+/**
+ * Where the table alone decides (no route, or a route without a split) the
+ * decision is the same for every request of the job type: it is built once
+ * and memoised, so a decision costs a lookup whatever the table's size.
+ */
 function decideOne(table: RoutingTable, jobType: string, draw: number, facts: RequestFacts): Decision {
+  const memo = table.decisionCache.get(jobType);
+  if (memo !== undefined) return memo;
   const route = matchRoute(table, jobType);
-  if (!route) return { backend: table.defaultBackend, reason: 'default', jobType };
-  const sticky = route.isSplit ? stickyKey(route, facts) : undefined;
-  const backend = sticky ? pickSticky(route, sticky.key) : pickTarget(route, draw);
-  return { backend: table.backends.get(backend)!, reason: route.isSplit ? 'split' : 'route', jobType, route, ...(sticky ? { sticky } : {}) };
+  if (!route) return remember(table, jobType, { backend: table.defaultBackend, reason: 'default', jobType });
+  if (!route.isSplit) return remember(table, jobType, { backend: table.backends.get(pickTarget(route, draw))!, reason: 'route', jobType, route });
+  const sticky = stickyKey(route, facts);
+  const backend = table.backends.get(sticky ? pickSticky(route, sticky.key) : pickTarget(route, draw))!;
+  return sticky ? { backend, reason: 'split', jobType, route, sticky } : { backend, reason: 'split', jobType, route };
+}
+
+function remember(table: RoutingTable, jobType: string, decision: Decision): Decision {
+  // Bounded like the match memo: job types are client data.
+  if (table.decisionCache.size >= MATCH_CACHE_LIMIT) table.decisionCache.clear();
+  table.decisionCache.set(jobType, Object.freeze(decision));
+  return decision;
 }
 
 /** The first of the route's sticky sources the request carries; requests without one split at random. */

@@ -6,6 +6,7 @@
  * of each request and never looks at another for that request.
  */
 
+import type { Decision } from './decide.js';
 import { createHash } from 'node:crypto';
 
 export interface Backend {
@@ -132,6 +133,14 @@ export interface RoutingTable {
   readonly patternRoutes: readonly Route[];
   /** Memo of pattern matching per job type; see {@link matchRoute}. */
   readonly matchCache: Map<string, Route | null>;
+  /** Memo of whole decisions per job type where the table alone decides (no split); see decide(). Bounded like matchCache. */
+  readonly decisionCache: Map<string, Decision>;
+}
+
+/** Empties both memos (a benchmark measuring first sight; a test). */
+export function forgetMemos(table: RoutingTable): void {
+  table.matchCache.clear();
+  table.decisionCache.clear();
 }
 
 /**

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { decide } from '../../../src/routing/decide.js';
+import { MATCH_CACHE_LIMIT } from '../../../src/routing/table.js';
 import { tableWithRoutes } from '../../support/tables.js';
 
 describe('routing/decide', () => {
@@ -18,6 +19,24 @@ describe('routing/decide', () => {
     expect(decide(table, { jobTypes: ['android-x'] }, 0.1)).to.include({ reason: 'split' });
     expect(decide(table, { jobTypes: ['android-x'] }, 0.1).backend.name).to.equal('taskservice');
     expect(decide(table, { jobTypes: ['android-x'] }, 0.9).backend.name).to.equal('buildbot');
+  });
+
+  it('memoises decisions the table alone makes, never splits, and keeps the memo bounded', () => {
+    const t = tableWithRoutes([
+      ['linux64-*', 'taskservice'],
+      ['android-*', { taskservice: 50, buildbot: 50 }],
+    ]);
+    const first = decide(t, { jobTypes: ['linux64-opt'] });
+    expect(decide(t, { jobTypes: ['linux64-opt'] })).to.equal(first); // the same object: built once
+    expect(Object.isFrozen(first)).to.equal(true);
+    expect(decide(t, { jobTypes: ['mac-opt'] })).to.equal(decide(t, { jobTypes: ['mac-opt'] }));
+    // A split still draws per request: both sides come out of the same job type.
+    const sides = new Set([0.1, 0.9, 0.2, 0.8].map((draw) => decide(t, { jobTypes: ['android-x'] }, draw).backend.name));
+    expect([...sides].sort()).to.deep.equal(['buildbot', 'taskservice']);
+    expect(t.decisionCache.has('android-x')).to.equal(false);
+    for (let i = 0; i < MATCH_CACHE_LIMIT + 50; i++) decide(t, { jobTypes: [`made-up-${i}`] });
+    expect(t.decisionCache.size).to.be.at.most(MATCH_CACHE_LIMIT);
+    expect(decide(t, { jobTypes: ['linux64-opt'] })).to.deep.include({ reason: 'route', jobType: 'linux64-opt' });
   });
 
   it('sends unmatched job types and requests without one to default', () => {
