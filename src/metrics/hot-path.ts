@@ -97,6 +97,7 @@ export class HotPathMetrics {
   private readonly series: TupleIndex<RequestSeries>;
   private readonly inFlight = new TupleIndex<Tally<'backend' | 'job_type'>>((backend, jobType) => ({ labels: { backend, job_type: jobType }, value: 0 }));
   private readonly decisions = new TupleIndex<Tally<'rule' | 'reason' | 'backend'>>((rule, reason, backend) => ({ labels: { rule, reason, backend }, value: 0 }));
+  private readonly shadows = new TupleIndex<Tally<'backend' | 'job_type' | 'result'>>((backend, jobType, result) => ({ labels: { backend, job_type: jobType, result }, value: 0 }));
 
   constructor(
     registry: Registry,
@@ -151,6 +152,18 @@ export class HotPathMetrics {
       () => this.decisions.values.map((t) => ({ value: t.value, labels: t.labels })),
       registry,
     );
+    new Family(
+      'strangler_shadow_requests_total',
+      'Shadow copies by shadow backend, job type and result: match, mismatch, error (the copy failed), primary_failed (nothing to compare), dropped (too many in flight), skipped_mutating, skipped_body.',
+      'counter',
+      ['backend', 'job_type', 'result'],
+      () => this.shadows.values.map((t) => ({ value: t.value, labels: t.labels })),
+      registry,
+    );
+  }
+
+  shadowResult(backend: string, jobType: string, result: string): void {
+    this.shadows.get(backend, jobType, result).value++;
   }
 
   decided(rule: string, reason: string, backend: string): void {

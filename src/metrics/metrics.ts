@@ -99,16 +99,13 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
-  readonly shadowRequests = new Counter({
-    name: 'strangler_shadow_requests_total',
-    help: 'Shadow copies by shadow backend, job type and result: match, mismatch, error (the copy failed), primary_failed (nothing to compare), dropped (too many in flight), skipped_mutating, skipped_body.',
-    labelNames: ['backend', 'job_type', 'result'] as const,
-    registers: [this.registry],
-  });
-  readonly shadowInFlight = new Gauge({
+  /** Copies in flight, read from the shadower when scraped (not set per copy). */
+  private shadowInFlightSource: () => number = () => 0;
+  readonly shadowInFlight: Gauge = new Gauge({
     name: 'strangler_shadow_requests_in_flight',
     help: 'Shadow copies awaiting an answer.',
     registers: [this.registry],
+    collect: (): void => this.shadowInFlight.set(this.shadowInFlightSource()),
   });
   readonly circuitState = new Gauge({
     name: 'strangler_backend_circuit_state',
@@ -200,6 +197,16 @@ export class ProxyMetrics {
 
   sent(backend: string, jobType: string): void {
     this.hot.finished(backend, jobType);
+  }
+
+  /** One shadow copy's result (match, mismatch, error, primary_failed, dropped, skipped_mutating, skipped_body); pre-aggregated. */
+  shadowResult(backend: string, jobType: string, result: string): void {
+    this.hot.shadowResult(backend, jobType, result);
+  }
+
+  /** Where the shadow-copies-in-flight gauge reads its value at scrape time. */
+  countShadowsInFlightWith(source: () => number): void {
+    this.shadowInFlightSource = source;
   }
 
   requestFinished(r: RequestRecord): void {

@@ -13,7 +13,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { buildConnector, Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
 import type { CapturedResponse } from './compare.js';
@@ -49,6 +50,45 @@ class ClientGoneError extends Error {
 
 /** How often shadow copies are checked against their deadlines (while any are in flight). */
 const COPY_SWEEP_MS = 100;
+
+/**
+ * Shadow copies share a few pipelined connections per backend, and the copies
+ * of one event-loop turn leave in one write: a copy then costs a fraction of
+ * a system call instead of one each way (measured in docs/performance.md).
+ * Only copies go this way; clients' requests never wait behind another.
+ */
+const COPY_PIPELINING = 32;
+const COPY_CONNECTIONS = 4;
+
+/**
+ * Holds a socket's writes until the end of the current event-loop turn
+ * (setImmediate), then sends them together (one writev).
+ */
+function batchWritesPerTurn(socket: Socket): void {
+  const write = socket.write;
+  let corked = false;
+  const release = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function (this: Socket, ...args: unknown[]): boolean {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      setImmediate(release);
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
+}
+
+function batchingConnector(timeoutMs: number): buildConnector.connector {
+  const connect = buildConnector({ timeout: timeoutMs });
+  return (options, callback) =>
+    connect(options, (...result) => {
+      if (result[0] === null) batchWritesPerTurn(result[1] as Socket);
+      callback(...result);
+    });
+}
 
 type Abort = (reason: Error) => void;
 
@@ -253,7 +293,7 @@ export class Forwarder {
     this.copies.add(exchange);
     this.copySweeper ??= setInterval(() => this.sweepCopies(), COPY_SWEEP_MS).unref();
     try {
-      this.poolFor(backend).dispatch(
+      this.copyPoolFor(backend).dispatch(
         {
           origin: backend.origin,
           path: backend.basePath + request.url,
@@ -286,6 +326,23 @@ export class Forwarder {
 
   /** The pool per backend object, so the common lookup builds no key string. */
   private readonly poolOf = new WeakMap<Backend, Pool>();
+  private readonly copyPools = new Map<string, Pool>();
+
+  private copyPoolFor(backend: Backend): Pool {
+    const key = poolKey(backend);
+    let pool = this.copyPools.get(key);
+    if (!pool) {
+      pool = new Pool(backend.origin, {
+        connect: batchingConnector(backend.connectTimeoutMs),
+        pipelining: COPY_PIPELINING,
+        connections: COPY_CONNECTIONS,
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 60_000,
+      });
+      this.copyPools.set(key, pool);
+    }
+    return pool;
+  }
 
   private poolFor(backend: Backend): Pool {
     const known = this.poolOf.get(backend);
@@ -309,17 +366,20 @@ export class Forwarder {
   /** Closes the pools of backends no longer in use, once their requests finish. */
   retainOnly(backends: Iterable<Backend>): void {
     const keep = new Set([...backends].map(poolKey));
-    for (const [key, pool] of this.pools) {
-      if (!keep.has(key)) {
-        this.pools.delete(key);
-        void pool.close().catch(() => undefined);
+    for (const pools of [this.pools, this.copyPools]) {
+      for (const [key, pool] of pools) {
+        if (!keep.has(key)) {
+          pools.delete(key);
+          void pool.close().catch(() => undefined);
+        }
       }
     }
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values()];
+    const pools = [...this.pools.values(), ...this.copyPools.values()];
     this.pools.clear();
+    this.copyPools.clear();
     if (this.copySweeper) clearInterval(this.copySweeper);
     this.copySweeper = undefined;
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));

@@ -59,7 +59,9 @@ export class Shadower {
     private readonly forwarder: Forwarder,
     private readonly metrics: ProxyMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    metrics.countShadowsInFlightWith(() => this.inFlight);
+  }
 
   inFlightCount(): number {
     return this.inFlight;
@@ -71,7 +73,7 @@ export class Shadower {
     if (!spec || spec.backend === decision.backend.name) return undefined;
     const shadowBackend = table.backends.get(spec.backend)!;
     const settings = table.settings.shadow;
-    const count = (result: string) => this.metrics.shadowRequests.inc({ backend: spec.backend, job_type: request.jobTypeLabel, result });
+    const count = (result: string) => this.metrics.shadowResult(spec.backend, request.jobTypeLabel, result);
 
     if (isMutating(request.method) && !spec.mutating) {
       count('skipped_mutating');
@@ -88,7 +90,6 @@ export class Shadower {
     }
 
     this.inFlight++;
-    this.metrics.shadowInFlight.set(this.inFlight);
     const headers = upstreamHeaders(request.client, { requestId: request.requestId, ...(shadowBackend.preserveHost ? {} : { backendHost: shadowBackend.host }), extra: SHADOW_MARK });
 
     // Whichever of the two answers comes second runs the comparison.
@@ -97,7 +98,6 @@ export class Shadower {
     const bothIn = () => {
       if (primary === null || shadow === null) return;
       this.inFlight--;
-      this.metrics.shadowInFlight.set(this.inFlight);
       if (shadow.error !== undefined || shadow.answer === undefined) {
         count('error');
         this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error?.message });
