@@ -23,7 +23,7 @@ const backends = { buildbot: { url: `http://127.0.0.1:${up}`, legacy: true }, ta
 const pinned: GeneratedRoute = { pattern: 'linux64-opt', kind: 'exact', backend: 'taskservice' };
 const routes = generateRoutes({ count: 300, mix: 'mix', pinned: [pinned] });
 fs.writeFileSync(path.join(tmp, 'r.yaml'), routesYaml({ backends, routes, defaultBackend: 'buildbot' }));
-fs.writeFileSync(path.join(tmp, 's.yaml'), routesYaml({ backends, routes: routes.map((r) => (r === pinned ? { ...r, shadow: { backend: 'mirror', percent: 100 } } : r)), defaultBackend: 'buildbot' }));
+fs.writeFileSync(path.join(tmp, 's.yaml'), (process.env.SHADOW_SETTINGS ?? '') + routesYaml({ backends, routes: routes.map((r) => (r === pinned ? { ...r, shadow: { backend: 'mirror', percent: 100 } } : r)), defaultBackend: 'buildbot' }));
 await waitHttp(`http://127.0.0.1:${up}/`, upstream);
 await waitHttp(`http://127.0.0.1:${mir}/`, mirror);
 const servers: Array<{ id: string; port: number; proc: Proc }> = [];
@@ -59,6 +59,7 @@ for (const m of methods) for (const s of servers) {
   console.log(`${k.padEnd(16)} ${median(res[k]!).toFixed(0).padStart(6)} req/s  ${median(cpu[k]!).toFixed(0).padStart(4)} µs/req  ×min ${median(ratios).toFixed(2)} [${ratios.map((r) => r.toFixed(2)).join(' ')}]`);
 }
 if (withShadow) { const r = res['shadow GET']!.map((x, i) => x / res['proxy GET']![i]!); console.log(`shadow cost ${(100 * (1 - median(r))).toFixed(1)}% [${r.map((x) => x.toFixed(2)).join(' ')}]`); }
+if (withShadow) { const r = await fetch(`http://127.0.0.1:${a2}/metrics`); console.log((await r.text()).split('\n').filter((l) => l.startsWith('strangler_shadow_requests_total')).join('\n')); }
 for (const s of [...servers]) await stopProc(s.proc);
 await stopProc(upstream); await stopProc(mirror);
 fs.rmSync(tmp, { recursive: true, force: true });

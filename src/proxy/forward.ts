@@ -164,7 +164,8 @@ class Exchange implements ForwardCall {
     this.responseBytes += chunk.length;
     this.request.onResponseBytes?.(chunk.length);
     if (this.captured) {
-      if (this.responseBytes <= this.request.captureBytes!) this.captured.push(Buffer.from(chunk));
+      // No copy: undici hands over a view of the socket's own read buffer, which nothing reuses.
+      if (this.responseBytes <= this.request.captureBytes!) this.captured.push(chunk);
       else this.captured = undefined; // too large to compare: the status alone will be
     }
     if (this.res.write(chunk)) return true;
@@ -221,7 +222,7 @@ class CopyExchange {
   onData(chunk: Buffer): boolean {
     this.size += chunk.length;
     if (this.chunks !== undefined) {
-      if (this.size <= this.limit) this.chunks.push(Buffer.from(chunk));
+      if (this.size <= this.limit) this.chunks.push(chunk);
       else this.chunks = undefined; // too large: compared by status alone
     }
     return true;
@@ -302,6 +303,8 @@ export class Forwarder {
           body: request.body,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
+          // undici holds back pipelined requests behind a GET until its headers arrive unless told not to.
+          blocking: false,
         },
         exchange as unknown as Dispatcher.DispatchHandler,
       );

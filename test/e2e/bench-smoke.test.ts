@@ -15,7 +15,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'proxy', 'proxy-shadow'], POST: ['direct', 'nginx', 'minimal', 'proxy'] } as const;
 const ROUTING_CASES = ['exact-10', 'exact-1000', 'exact-10000', 'mix-10', 'mix-1000', 'mix-10000'];
-const TARGET_IDS = ['throughput-get', 'throughput-post', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'memory-growth'];
+const TARGET_IDS = ['throughput-get', 'throughput-post', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth'];
 
 /** Every measurement key the report stands on; nginx's may be null only when nginx could not be installed. */
 function expectedKeys(): string[] {
