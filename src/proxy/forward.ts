@@ -332,36 +332,13 @@ export class Forwarder {
   private readonly copyPools = new Map<string, Pool>();
 
   private copyPoolFor(backend: Backend): Pool {
-    const key = poolKey(backend);
-    let pool = this.copyPools.get(key);
-    if (!pool) {
-      pool = new Pool(backend.origin, {
-        connect: batchingConnector(backend.connectTimeoutMs),
-        pipelining: COPY_PIPELINING,
-        connections: COPY_CONNECTIONS,
-        keepAliveTimeout: 4_000,
-        keepAliveMaxTimeout: 60_000,
-      });
-      this.copyPools.set(key, pool);
-    }
-    return pool;
+    return pooled(this.copyPools, backend, () => ({ connect: batchingConnector(backend.connectTimeoutMs), pipelining: COPY_PIPELINING, connections: COPY_CONNECTIONS }));
   }
 
   private poolFor(backend: Backend): Pool {
     const known = this.poolOf.get(backend);
     if (known !== undefined && !known.closed && !known.destroyed) return known;
-    const key = poolKey(backend);
-    let pool = this.pools.get(key);
-    if (!pool) {
-      pool = new Pool(backend.origin, {
-        connect: { timeout: backend.connectTimeoutMs },
-        // Idle sockets are closed before a typical backend's own keep-alive timeout, so a request
-        // is rarely written to a socket the backend is closing (that request could not be retried).
-        keepAliveTimeout: 4_000,
-        keepAliveMaxTimeout: 60_000,
-      });
-      this.pools.set(key, pool);
-    }
+    const pool = pooled(this.pools, backend, () => ({ connect: { timeout: backend.connectTimeoutMs } }));
     this.poolOf.set(backend, pool);
     return pool;
   }
@@ -387,6 +364,23 @@ export class Forwarder {
     this.copySweeper = undefined;
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
+}
+
+/** The pool in `pools` for this backend's origin, made with `options` (and the shared keep-alive settings) if there is none yet. */
+function pooled(pools: Map<string, Pool>, backend: Backend, options: () => Pool.Options): Pool {
+  const key = poolKey(backend);
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = new Pool(backend.origin, {
+      ...options(),
+      // Idle sockets are closed before a typical backend's own keep-alive timeout, so a request
+      // is rarely written to a socket the backend is closing (that request could not be retried).
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 60_000,
+    });
+    pools.set(key, pool);
+  }
+  return pool;
 }
 
 function poolKey(backend: Backend): string {
