@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
+import { gcPacer } from './gc-pacer.js';
 import type { CapturedResponse } from './compare.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
@@ -162,6 +163,7 @@ class Exchange implements ForwardCall {
 
   onData(chunk: Buffer): boolean {
     this.responseBytes += chunk.length;
+    gcPacer.forwarded(chunk.length);
     this.request.onResponseBytes?.(chunk.length);
     if (this.captured) {
       // No copy: undici hands over a view of the socket's own read buffer, which nothing reuses.
