@@ -102,6 +102,11 @@ function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined
   return undefined;
 }
 
+/** What undici needs to send `request` to `backend`; shared by client requests and shadow copies. */
+function dispatchOptions(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Dispatcher.DispatchOptions['body'] }, headersTimeout: number, bodyTimeout: number): Dispatcher.DispatchOptions {
+  return { origin: backend.origin, path: backend.basePath + request.url, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body: request.body, headersTimeout, bodyTimeout };
+}
+
 /** A request under way: its result, and how to call it off when the client hangs up. */
 export interface ForwardCall {
   readonly result: Promise<ForwardResult>;
@@ -265,15 +270,7 @@ export class Forwarder {
     const exchange = new Exchange(res, request);
     try {
       this.poolFor(backend).dispatch(
-        {
-          origin: backend.origin,
-          path: backend.basePath + request.url,
-          method: request.method as Dispatcher.HttpMethod,
-          headers: request.headers,
-          body: request.body,
-          headersTimeout: backend.responseTimeoutMs,
-          bodyTimeout: backend.bodyIdleTimeoutMs,
-        },
+        dispatchOptions(backend, request, backend.responseTimeoutMs, backend.bodyIdleTimeoutMs),
         exchange as unknown as Dispatcher.DispatchHandler,
       );
     } catch (error) {
@@ -297,17 +294,8 @@ export class Forwarder {
     this.copySweeper ??= setInterval(() => this.sweepCopies(), COPY_SWEEP_MS).unref();
     try {
       this.copyPoolFor(backend).dispatch(
-        {
-          origin: backend.origin,
-          path: backend.basePath + request.url,
-          method: request.method as Dispatcher.HttpMethod,
-          headers: request.headers,
-          body: request.body,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-          // undici holds back pipelined requests behind a GET until its headers arrive unless told not to.
-          blocking: false,
-        },
+        // undici holds back pipelined requests behind a GET until its headers arrive unless told not to.
+        { ...dispatchOptions(backend, request, timeoutMs, timeoutMs), blocking: false },
         exchange as unknown as Dispatcher.DispatchHandler,
       );
     } catch (error) {
