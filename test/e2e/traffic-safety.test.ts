@@ -118,6 +118,23 @@ describe('e2e: moving traffic safely', function () {
       await waitFor(async () => (await request(t2.adminUrl).get('/metrics')).text.includes('result="error"} 1'), 3000, 'the failed copy to be counted');
     });
 
+    it('gives up on a copy whose answer stalls at the shadow timeout, counts it as an error and frees its slot', async () => {
+      // Headers at once, then a body that never ends: only the proxy's own deadline can end this copy.
+      next.handle((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"builds":');
+      });
+      const t = await start(SHADOWED(), {}, 'settings:\n  shadow: { timeoutMs: 300 }\n');
+      const started = Date.now();
+      await request(t.url).get('/api/v2/builders/linux64-opt/builds').expect(200);
+      const metrics = await waitFor(async () => {
+        const text = (await request(t.adminUrl).get('/metrics')).text;
+        return text.includes('strangler_shadow_requests_total{backend="taskservice",job_type="linux64-opt",result="error"} 1') ? text : undefined;
+      }, 3000, 'the stalled copy to be given up');
+      expect(Date.now() - started).to.be.at.least(300);
+      expect(metrics).to.match(/^strangler_shadow_requests_in_flight 0$/m);
+    });
+
     it('never copies a force unless the route says mutating calls are safe to shadow', async () => {
       const t = await start(SHADOWED());
       await request(t.url).post('/api/v2/forceschedulers/force').set('content-type', 'application/json').send(FORCE('linux64-opt')).expect(200);
