@@ -57,7 +57,9 @@ const P = {
   rateCycles: SMOKE ? 1 : 3,
   rateWarmupS: SMOKE ? 0.5 : 1,
   downloadBytes: SMOKE ? 8 * MiB : 1024 * MiB,
-  downloadRuns: SMOKE ? 1 : 2,
+  downloadRuns: SMOKE ? 1 : 3,
+  /** Sent through each target first and not measured: the first large body through a process is slower (JIT, socket buffer autotuning). */
+  downloadWarmupBytes: SMOKE ? 0 : 128 * MiB,
   memFirst: SMOKE ? 2_000 : 100_000,
   memTotal: SMOKE ? 20_000 : 1_000_000,
   routing: SMOKE ? { rounds: 3, length: 20_000, coldBudgetMs: 100 } : { rounds: 25, length: 200_000, coldBudgetMs: 1500 },
@@ -490,7 +492,10 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   };
 
   // ---- 4: big download
-  log(`\n[3/5] download: ${fmtBytes(P.downloadBytes)} log, ${P.downloadRuns} run(s) each direct, through the proxy and (for reference) the minimal proxy; proxy RSS sampled every 100 ms`);
+  log(`\n[3/5] download: ${fmtBytes(P.downloadBytes)} log, ${P.downloadRuns} run(s) each direct, through the proxy and (for reference) the minimal proxy${P.downloadWarmupBytes ? `, after ${fmtBytes(P.downloadWarmupBytes)} through each unmeasured` : ''}; proxy RSS sampled every 100 ms`);
+  // Growth is counted from before the warm-up, so the warm-up cannot hide any.
+  const rssBaseline = procStatusBytes(proxy.proc.pid, 'VmRSS');
+  if (P.downloadWarmupBytes > 0) for (const server of [direct, proxy, minimal]) await downloadOnce(server.port, LOG_PATH(P.downloadWarmupBytes));
   const dl: Array<{ target: string; mibPerS: number; seconds: number; bytes: number; complete: boolean; cpuPct: number; rssBeforeMiB?: number; rssPeakMiB?: number; growthMiB?: number; hwmBeforeMiB?: number; hwmAfterMiB?: number }> = [];
   for (let run = 0; run < P.downloadRuns; run++) {
     for (const server of run % 2 ? [minimal, proxy, direct] : [direct, proxy, minimal]) {
@@ -506,7 +511,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       const cpuPct = ((ticksOf(server.pids) - cpu0) * 100) / CLK_TCK / r.seconds;
       const entry = { target: server.id, mibPerS: r.mibPerS, seconds: r.seconds, bytes: r.bytes, complete: r.complete && r.bytes === P.downloadBytes, cpuPct: r1(cpuPct) };
       if (!entry.complete) throw new Error(`download through ${server.id} incomplete: ${r.bytes} of ${P.downloadBytes} bytes`);
-      dl.push(isProxy ? { ...entry, rssBeforeMiB: before / MiB, rssPeakMiB: peak / MiB, growthMiB: (peak - before) / MiB, hwmBeforeMiB: hwmBefore / MiB, hwmAfterMiB: procStatusBytes(proxy.proc.pid, 'VmHWM') / MiB } : entry);
+      dl.push(isProxy ? { ...entry, rssBeforeMiB: before / MiB, rssPeakMiB: peak / MiB, growthMiB: (peak - Math.min(before, rssBaseline)) / MiB, hwmBeforeMiB: hwmBefore / MiB, hwmAfterMiB: procStatusBytes(proxy.proc.pid, 'VmHWM') / MiB } : entry);
       log(`  ${String(elapsed()).padStart(6)} s ${server.id.padEnd(13)} ${r.mibPerS.toFixed(0).padStart(5)} MiB/s (${r.seconds.toFixed(2)} s, ${server === direct ? 'upstream' : server.id} at ${cpuPct.toFixed(0)}% of a core)${isProxy ? `  proxy RSS ${(before / MiB).toFixed(1)} → peak ${(peak / MiB).toFixed(1)} MiB` : ''}`);
     }
   }
