@@ -48,8 +48,8 @@ const PROFILE = flag('profile');
 const KEEP = flag('keep');
 const P = {
   mode: SMOKE ? 'smoke' : PROFILE ? 'profile' : 'full',
-  sliceS: Number(opt('slice') ?? (SMOKE ? 1 : 5)),
-  cycles: Number(opt('cycles') ?? (SMOKE ? 1 : 3)),
+  sliceS: Number(opt('slice') ?? (SMOKE ? 1 : 4)),
+  cycles: Number(opt('cycles') ?? (SMOKE ? 1 : 5)),
   warmupS: SMOKE ? 1 : 2,
   connections: Number(opt('connections') ?? 50),
   rate: 1000,
