@@ -493,7 +493,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
 
   // ---- 4: big download
   log(`\n[3/5] download: ${fmtBytes(P.downloadBytes)} log, ${P.downloadRuns} run(s) each direct, through the proxy and (for reference) the minimal proxy${P.downloadWarmupBytes ? `, after ${fmtBytes(P.downloadWarmupBytes)} through each unmeasured` : ''}; proxy RSS sampled every 100 ms`);
-  // Growth is counted from before the warm-up, so the warm-up cannot hide any.
+  // Growth is counted from the lower of this and the RSS before each run, so the warm-up cannot hide any.
   const rssBaseline = procStatusBytes(proxy.proc.pid, 'VmRSS');
   if (P.downloadWarmupBytes > 0) for (const server of [direct, proxy, minimal]) await downloadOnce(server.port, LOG_PATH(P.downloadWarmupBytes));
   const dl: Array<{ target: string; mibPerS: number; seconds: number; bytes: number; complete: boolean; cpuPct: number; rssBeforeMiB?: number; rssPeakMiB?: number; growthMiB?: number; hwmBeforeMiB?: number; hwmAfterMiB?: number }> = [];
