@@ -5,6 +5,7 @@
  */
 import picomatch from 'picomatch';
 import type { Backend, PatternKind, Route, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
+import { globLiterals, regexLiterals, withLiterals } from '../routing/pattern-literals.js';
 import type { Problem, RawConfig, RawRoute } from './schema.js';
 
 export const DEFAULTS = {
@@ -219,7 +220,7 @@ function compilePattern(
   if (literal) {
     try {
       const regex = new RegExp(literal[1]!, literal[2]);
-      return { kind: 'regex', test: (s) => regex.test(s) };
+      return { kind: 'regex', test: withLiterals(regexLiterals(literal[1]!, literal[2]!), (s) => regex.test(s)) };
     } catch (error) {
       problems.push({ path, message: `bad regular expression: ${(error as Error).message.replace(/^Invalid regular expression: /, '')}; expected /PATTERN/ or /PATTERN/i` });
       return undefined;
@@ -232,7 +233,7 @@ function compilePattern(
   if (picomatch.scan(jobType).isGlob) {
     try {
       const matcher = picomatch(jobType, { dot: true, strictBrackets: true });
-      return { kind: 'glob', test: (s) => matcher(s) };
+      return { kind: 'glob', test: withLiterals(globLiterals(jobType), (s) => matcher(s)) };
     } catch (error) {
       problems.push({ path, message: `bad glob: ${(error as Error).message}` });
       return undefined;
