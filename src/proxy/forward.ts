@@ -9,16 +9,17 @@
  * backpressure (the backend is paused while the client is slow), and there
  * are no intermediate streams (docs/decisions/0001-forwarding-engine.md has
  * the measurements behind that choice). Nothing here retries: a request is
- * sent at most once.
+ * sent at most once. Shadow copies take another way, through a client made
+ * for them (src/proxy/copy-client.ts, docs/decisions/0003-shadow-copy-client.md).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Socket } from 'node:net';
-import { buildConnector, Pool, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
 import { gcPacer } from './gc-pacer.js';
 import type { CapturedResponse } from './compare.js';
+import { CopyClient, type CopyDone } from './copy-client.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
 export type RequestBody = Buffer | Readable | IncomingMessage | null;
@@ -49,48 +50,12 @@ class ClientGoneError extends Error {
   }
 }
 
-/** How often shadow copies are checked against their deadlines (while any are in flight). */
-const COPY_SWEEP_MS = 100;
-
 /**
  * Shadow copies share a few pipelined connections per backend, and the copies
- * of one event-loop turn leave in one write: a copy then costs a fraction of
- * a system call instead of one each way (measured in docs/performance.md).
- * Only copies go this way; clients' requests never wait behind another.
+ * of one event-loop turn leave in one write (src/proxy/copy-client.ts). Only
+ * copies go this way; clients' requests never wait behind another.
  */
-const COPY_PIPELINING = 32;
-const COPY_CONNECTIONS = 4;
-
-/**
- * Holds a socket's writes until the end of the current event-loop turn
- * (setImmediate), then sends them together (one writev).
- */
-function batchWritesPerTurn(socket: Socket): void {
-  const write = socket.write;
-  let corked = false;
-  const release = () => {
-    corked = false;
-    socket.uncork();
-  };
-  // undici writes (chunk[, encoding][, callback]); fixed parameters spare an arguments array per write.
-  socket.write = function (this: Socket, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-    if (!corked) {
-      corked = true;
-      socket.cork();
-      setImmediate(release);
-    }
-    return (write as (c: unknown, e?: unknown, cb?: unknown) => boolean).call(this, chunk, encoding, callback);
-  } as Socket['write'];
-}
-
-function batchingConnector(timeoutMs: number): buildConnector.connector {
-  const connect = buildConnector({ timeout: timeoutMs });
-  return (options, callback) =>
-    connect(options, (...result) => {
-      if (result[0] === null) batchWritesPerTurn(result[1] as Socket);
-      callback(...result);
-    });
-}
+const COPY_OPTIONS = { connections: 2, pipelining: 64, idleTimeoutMs: 4_000 };
 
 type Abort = (reason: Error) => void;
 
@@ -106,16 +71,6 @@ function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined
     if (name.length === lowerName.length && name.toString('latin1').toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1');
   }
   return undefined;
-}
-
-/**
- * What undici needs to send `request` to `backend`; shared by client requests
- * and shadow copies, and always the same shape, so undici's request code sees
- * one kind of object (with `blocking` spread in for copies only, a profile
- * showed copies spending ten times the primary's time in undici's Request).
- */
-function dispatchOptions(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Dispatcher.DispatchOptions['body'] }, headersTimeout: number, bodyTimeout: number, blocking: boolean | undefined): Dispatcher.DispatchOptions {
-  return { origin: backend.origin, path: backend.basePath + request.url, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body: request.body, headersTimeout, bodyTimeout, blocking };
 }
 
 /** A request under way: its result, and how to call it off when the client hangs up. */
@@ -210,66 +165,9 @@ class Exchange implements ForwardCall {
   onResponseStarted(): void {}
 }
 
-/** A shadow copy's exchange: reads the answer (up to a byte limit) and never touches a client. */
-class CopyExchange {
-  private status = 0;
-  private contentType: string | undefined;
-  private chunks: Buffer[] | undefined = [];
-  private size = 0;
-  abort: Abort | undefined;
-  done = false;
-
-  constructor(
-    private readonly limit: number,
-    readonly timeoutMs: number,
-    readonly deadline: number,
-    private readonly finish: (error: Error | undefined, answer: CapturedResponse | undefined) => void,
-  ) {}
-
-  onConnect(abort: Abort): void {
-    this.abort = abort;
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
-    if (statusCode < 200) return true;
-    this.status = statusCode;
-    this.contentType = rawValue(rawHeaders, 'content-type');
-    return true;
-  }
-
-  onData(chunk: Buffer): boolean {
-    this.size += chunk.length;
-    if (this.chunks !== undefined) {
-      if (this.size <= this.limit) this.chunks.push(chunk);
-      else this.chunks = undefined; // too large: compared by status alone
-    }
-    return true;
-  }
-
-  onComplete(): void {
-    if (this.done) return;
-    this.done = true;
-    this.finish(undefined, { status: this.status, contentType: this.contentType, body: this.chunks ? joined(this.chunks, this.size) : undefined });
-  }
-
-  onError(error: Error): void {
-    if (this.done) return;
-    this.done = true;
-    this.finish(error, undefined);
-  }
-
-  onUpgrade(): void {}
-
-  onBodySent(): void {}
-
-  onResponseStarted(): void {}
-}
-
 export class Forwarder {
   private readonly pools = new Map<string, Pool>();
-  /** Shadow copies in flight, checked against their deadlines by one timer rather than a timer each. */
-  private readonly copies = new Set<CopyExchange>();
-  private copySweeper: NodeJS.Timeout | undefined;
+  private readonly copyClients = new Map<string, CopyClient>();
 
   /**
    * Sends `request` to `backend`, writes the answer to `res`. Never throws;
@@ -281,7 +179,15 @@ export class Forwarder {
     const exchange = new Exchange(res, request);
     try {
       this.poolFor(backend).dispatch(
-        dispatchOptions(backend, request, backend.responseTimeoutMs, backend.bodyIdleTimeoutMs, undefined),
+        {
+          origin: backend.origin,
+          path: backend.basePath + request.url,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: request.headers,
+          body: request.body,
+          headersTimeout: backend.responseTimeoutMs,
+          bodyTimeout: backend.bodyIdleTimeoutMs,
+        },
         exchange as unknown as Dispatcher.DispatchHandler,
       );
     } catch (error) {
@@ -296,51 +202,33 @@ export class Forwarder {
    * `limit` bytes; never touches a client. Calls `done` once: with an error
    * on failure or when no complete answer came within `timeoutMs`.
    */
-  copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, done: (error: Error | undefined, answer: CapturedResponse | undefined) => void): void {
-    const exchange = new CopyExchange(limit, timeoutMs, Date.now() + timeoutMs, (error, answer) => {
-      this.copies.delete(exchange);
-      done(error, answer);
-    });
-    this.copies.add(exchange);
-    this.copySweeper ??= setInterval(() => this.sweepCopies(), COPY_SWEEP_MS).unref();
-    try {
-      this.copyPoolFor(backend).dispatch(
-        // undici holds back pipelined requests behind a GET until its headers arrive unless told not to
-        // (blocking: false). The sweeper enforces the copy's deadline, so undici needs no timers of its own (0).
-        dispatchOptions(backend, request, 0, 0, false),
-        exchange as unknown as Dispatcher.DispatchHandler,
-      );
-    } catch (error) {
-      exchange.onError(error as Error);
+  copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, done: CopyDone): void {
+    const key = poolKey(backend);
+    let client = this.copyClients.get(key);
+    if (client === undefined) {
+      client = new CopyClient(backend.origin, { ...COPY_OPTIONS, connectTimeoutMs: backend.connectTimeoutMs });
+      this.copyClients.set(key, client);
     }
-  }
-
-  private sweepCopies(): void {
-    const now = Date.now();
-    for (const exchange of this.copies) {
-      if (exchange.deadline > now) continue;
-      const error = new Error(`no complete answer within ${exchange.timeoutMs} ms`);
-      if (exchange.abort) exchange.abort(error);
-      else exchange.onError(error);
-    }
-    if (this.copies.size === 0 && this.copySweeper) {
-      clearInterval(this.copySweeper);
-      this.copySweeper = undefined;
-    }
+    client.send({ method: request.method, path: backend.basePath + request.url, headers: request.headers, body: request.body }, limit, timeoutMs, done);
   }
 
   /** The pool per backend object, so the common lookup builds no key string. */
   private readonly poolOf = new WeakMap<Backend, Pool>();
-  private readonly copyPools = new Map<string, Pool>();
-
-  private copyPoolFor(backend: Backend): Pool {
-    return pooled(this.copyPools, backend, () => ({ connect: batchingConnector(backend.connectTimeoutMs), pipelining: COPY_PIPELINING, connections: COPY_CONNECTIONS }));
-  }
-
   private poolFor(backend: Backend): Pool {
     const known = this.poolOf.get(backend);
     if (known !== undefined && !known.closed && !known.destroyed) return known;
-    const pool = pooled(this.pools, backend, () => ({ connect: { timeout: backend.connectTimeoutMs } }));
+    const key = poolKey(backend);
+    let pool = this.pools.get(key);
+    if (pool === undefined || pool.closed || pool.destroyed) {
+      pool = new Pool(backend.origin, {
+        connect: { timeout: backend.connectTimeoutMs },
+        // Idle sockets are closed before a typical backend's own keep-alive timeout, so a request
+        // is rarely written to a socket the backend is closing (that request could not be retried).
+        keepAliveTimeout: 4_000,
+        keepAliveMaxTimeout: 60_000,
+      });
+      this.pools.set(key, pool);
+    }
     this.poolOf.set(backend, pool);
     return pool;
   }
@@ -348,7 +236,7 @@ export class Forwarder {
   /** Closes the pools of backends no longer in use, once their requests finish. */
   retainOnly(backends: Iterable<Backend>): void {
     const keep = new Set([...backends].map(poolKey));
-    for (const pools of [this.pools, this.copyPools]) {
+    for (const pools of [this.pools, this.copyClients] as Map<string, { close(): Promise<void> }>[]) {
       for (const [key, pool] of pools) {
         if (!keep.has(key)) {
           pools.delete(key);
@@ -359,30 +247,11 @@ export class Forwarder {
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values(), ...this.copyPools.values()];
+    const pools = [...this.pools.values(), ...this.copyClients.values()];
     this.pools.clear();
-    this.copyPools.clear();
-    if (this.copySweeper) clearInterval(this.copySweeper);
-    this.copySweeper = undefined;
+    this.copyClients.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
   }
-}
-
-/** The pool in `pools` for this backend's origin, made with `options` (and the shared keep-alive settings) if there is none yet. */
-function pooled(pools: Map<string, Pool>, backend: Backend, options: () => Pool.Options): Pool {
-  const key = poolKey(backend);
-  let pool = pools.get(key);
-  if (!pool) {
-    pool = new Pool(backend.origin, {
-      ...options(),
-      // Idle sockets are closed before a typical backend's own keep-alive timeout, so a request
-      // is rarely written to a socket the backend is closing (that request could not be retried).
-      keepAliveTimeout: 4_000,
-      keepAliveMaxTimeout: 60_000,
-    });
-    pools.set(key, pool);
-  }
-  return pool;
 }
 
 function poolKey(backend: Backend): string {
