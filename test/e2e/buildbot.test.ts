@@ -102,6 +102,23 @@ describe('e2e: real Buildbot behind the proxy', function () {
     expect(await next.builds()).to.have.length(nextBefore);
   });
 
+  it('shadows reads to the other master: every copy is answered by Buildbot itself and compared', async () => {
+    t = await startTestProxy(yaml('  - jobType: linux64-*\n    backend: buildbot\n    shadow: { backend: taskservice, percent: 100 }\n'));
+    const paths = Array.from({ length: 60 }, (_, i) => (i % 2 ? '/api/v2/builders/linux64-opt' : `/api/v2/builders/linux64-opt/builds?limit=${i}`));
+    const answers = await Promise.all(paths.map((path) => request(t!.url).get(path)));
+    for (const res of answers) expect([res.status, res.headers['x-strangler-backend']]).to.deep.equal([200, 'buildbot']);
+    const results = await waitFor(async () => {
+      const text = (await request(t!.adminUrl).get('/metrics')).text;
+      const counts: Record<string, number> = {};
+      for (const m of text.matchAll(/^strangler_shadow_requests_total\{backend="taskservice",job_type="linux64-opt",result="(\w+)"\} (\d+)$/gm)) counts[m[1]!] = Number(m[2]);
+      return Object.values(counts).reduce((a, b) => a + b, 0) >= paths.length ? counts : undefined;
+    }, 10_000, 'every copy to be compared');
+    // Pipelined on a couple of connections to Twisted's web server: each copy got its own answer, none failed.
+    expect(results.error ?? 0, JSON.stringify(results)).to.equal(0);
+    expect((results.match ?? 0) + (results.mismatch ?? 0), JSON.stringify(results)).to.equal(paths.length);
+    expect(results.match ?? 0, 'the builds lists of two idle masters agree byte for byte').to.be.greaterThan(0);
+  });
+
   it('loses and duplicates no force while the legacy master is stopped and restarted mid-traffic', async function () {
     this.timeout(180_000);
     t = await startTestProxy(
