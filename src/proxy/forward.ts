@@ -19,7 +19,7 @@ import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
 import { gcPacer } from './gc-pacer.js';
 import type { CapturedResponse } from './compare.js';
-import { CopyClient, type CopyDone } from './copy-client.js';
+import { CopyClient, type CopyHandler } from './copy-client.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
 export type RequestBody = Buffer | Readable | IncomingMessage | null;
@@ -168,6 +168,8 @@ class Exchange implements ForwardCall {
 export class Forwarder {
   private readonly pools = new Map<string, Pool>();
   private readonly copyClients = new Map<string, CopyClient>();
+  /** The copy client per backend object, so the common lookup builds no key string. */
+  private readonly copyClientOf = new WeakMap<Backend, CopyClient>();
 
   /**
    * Sends `request` to `backend`, writes the answer to `res`. Never throws;
@@ -199,17 +201,21 @@ export class Forwarder {
 
   /**
    * Sends a copy of a request (shadow traffic) and reads the answer, up to
-   * `limit` bytes; never touches a client. Calls `done` once: with an error
+   * `limit` bytes; never touches a client. Tells `handler` once: with an error
    * on failure or when no complete answer came within `timeoutMs`.
    */
-  copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, done: CopyDone): void {
-    const key = poolKey(backend);
-    let client = this.copyClients.get(key);
-    if (client === undefined) {
-      client = new CopyClient(backend.origin, { ...COPY_OPTIONS, connectTimeoutMs: backend.connectTimeoutMs });
-      this.copyClients.set(key, client);
+  copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, handler: CopyHandler): void {
+    let client = this.copyClientOf.get(backend);
+    if (client === undefined || client.isClosing) {
+      const key = poolKey(backend);
+      client = this.copyClients.get(key);
+      if (client === undefined) {
+        client = new CopyClient(backend.origin, { ...COPY_OPTIONS, connectTimeoutMs: backend.connectTimeoutMs });
+        this.copyClients.set(key, client);
+      }
+      this.copyClientOf.set(backend, client);
     }
-    client.send({ method: request.method, path: backend.basePath + request.url, headers: request.headers, body: request.body }, limit, timeoutMs, done);
+    client.send({ method: request.method, path: backend.basePath + request.url, headers: request.headers, body: request.body }, limit, timeoutMs, handler);
   }
 
   /** The pool per backend object, so the common lookup builds no key string. */

@@ -13,8 +13,9 @@
 import type { Logger } from '../logging/logger.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { Decision } from '../routing/decide.js';
-import type { RoutingTable } from '../routing/table.js';
+import type { RoutingTable, ShadowSpec } from '../routing/table.js';
 import { compareResponses, type CapturedResponse } from './compare.js';
+import type { CopyHandler } from './copy-client.js';
 import type { Forwarder, RequestBody } from './forward.js';
 import { upstreamHeaders } from './headers.js';
 import type { IncomingMessage } from 'node:http';
@@ -90,50 +91,39 @@ export class Shadower {
     }
 
     this.inFlight++;
-    const headers = upstreamHeaders(request.client, { requestId: request.requestId, ...(shadowBackend.preserveHost ? {} : { backendHost: shadowBackend.host }), extra: SHADOW_MARK });
-
-    // Whichever of the two answers comes second runs the comparison.
-    let primary: CapturedResponse | undefined | null = null;
-    let shadow: { error: Error | undefined; answer: CapturedResponse | undefined } | null = null;
-    const bothIn = () => {
-      if (primary === null || shadow === null) return;
-      this.inFlight--;
-      if (shadow.error !== undefined || shadow.answer === undefined) {
-        count('error');
-        this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadow.error?.message });
-        return;
-      }
-      if (primary === undefined) return count('primary_failed'); // nothing to compare; counted so the results add up to the copies sent
-      const comparison = compareResponses(primary, shadow.answer, spec.ignoreFields);
-      count(comparison.match ? 'match' : 'mismatch');
-      if (!comparison.match && this.mayLogMismatch(settings.mismatchLogsPerMinute)) {
-        this.logger.warn('shadow mismatch', {
-          requestId: request.requestId,
-          method: request.method,
-          path: request.pathname,
-          jobType: decision.jobType,
-          primary: decision.backend.name,
-          shadow: spec.backend,
-          compared: comparison.compared,
-          differences: comparison.differences.map((d) => ({ path: d.path, primary: truncate(d.primary), shadow: truncate(d.shadow) })),
-        });
-      }
-    };
-    this.forwarder.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs, (error, answer) => {
-      shadow = { error, answer };
-      bothIn();
-    });
-
-    return {
-      note: 'sent',
-      captureBytes: settings.maxBodyBytes,
-      primaryDone: (answer) => {
-        if (primary !== null) return;
-        primary = answer;
-        bothIn();
-      },
-    };
+    const headers = upstreamHeaders(request.client, shadowBackend.preserveHost ? { requestId: request.requestId, extra: SHADOW_MARK } : { requestId: request.requestId, backendHost: shadowBackend.host, extra: SHADOW_MARK });
+    const pair = new ShadowPair(this, decision, spec, request, settings.maxBodyBytes, settings.mismatchLogsPerMinute);
+    this.forwarder.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs, pair);
+    return pair;
   }
+
+  /** Both answers of a pair are in (or the copy failed): count, compare, maybe log. */
+  settle(pair: ShadowPair, primary: CapturedResponse | undefined, shadowError: Error | undefined, shadow: CapturedResponse | undefined): void {
+    this.inFlight--;
+    const { spec, request, decision } = pair;
+    const count = (result: string) => this.metrics.shadowResult(spec.backend, request.jobTypeLabel, result);
+    if (shadowError !== undefined || shadow === undefined) {
+      count('error');
+      this.logger.debug('shadow copy failed', { requestId: request.requestId, backend: spec.backend, error: shadowError?.message });
+      return;
+    }
+    if (primary === undefined) return count('primary_failed'); // nothing to compare; counted so the results add up to the copies sent
+    const comparison = compareResponses(primary, shadow, spec.ignoreFields);
+    count(comparison.match ? 'match' : 'mismatch');
+    if (!comparison.match && this.mayLogMismatch(pair.mismatchLogsPerMinute)) {
+      this.logger.warn('shadow mismatch', {
+        requestId: request.requestId,
+        method: request.method,
+        path: request.pathname,
+        jobType: decision.jobType,
+        primary: decision.backend.name,
+        shadow: spec.backend,
+        compared: comparison.compared,
+        differences: comparison.differences.map((d) => ({ path: d.path, primary: truncate(d.primary), shadow: truncate(d.shadow) })),
+      });
+    }
+  }
+
   private mayLogMismatch(perMinute: number): boolean {
     const now = Date.now();
     if (now - this.logWindowStart >= 60_000) {
@@ -143,6 +133,42 @@ export class Shadower {
     if (this.logsInWindow >= perMinute) return false;
     this.logsInWindow++;
     return true;
+  }
+}
+
+/**
+ * One shadowed request, where the primary's answer and the copy's meet;
+ * whichever comes second has the Shadower settle the pair. One object per
+ * copy (it is the ticket and the copy's handler), not a closure for each part.
+ */
+class ShadowPair implements ShadowTicket, CopyHandler {
+  readonly note = 'sent' as const;
+  /** null until the primary's answer is handed over (undefined: the primary failed). */
+  private primary: CapturedResponse | undefined | null = null;
+  private copyIn = false;
+  private shadowError: Error | undefined;
+  private shadow: CapturedResponse | undefined;
+
+  constructor(
+    private readonly shadower: Shadower,
+    readonly decision: Decision,
+    readonly spec: ShadowSpec,
+    readonly request: ShadowRequest,
+    readonly captureBytes: number,
+    readonly mismatchLogsPerMinute: number,
+  ) {}
+
+  primaryDone(answer: CapturedResponse | undefined): void {
+    if (this.primary !== null) return;
+    this.primary = answer;
+    if (this.copyIn) this.shadower.settle(this, answer, this.shadowError, this.shadow);
+  }
+
+  copyDone(error: Error | undefined, answer: CapturedResponse | undefined): void {
+    this.copyIn = true;
+    this.shadowError = error;
+    this.shadow = answer;
+    if (this.primary !== null) this.shadower.settle(this, this.primary, error, answer);
   }
 }
 

@@ -163,7 +163,7 @@ function closeServer(server: net.Server): Promise<void> {
 
 function send(client: CopyClient, request: { method?: string; path: string; headers?: string[]; body?: Buffer | null }, limit = 1 << 20, timeoutMs = 2000) {
   return new Promise<{ error: Error | undefined; answer: CapturedResponse | undefined }>((resolve) =>
-    client.send({ method: request.method ?? 'GET', path: request.path, headers: request.headers ?? ['host', 'mirror'], body: request.body ?? null }, limit, timeoutMs, (error, answer) => resolve({ error, answer })),
+    client.send({ method: request.method ?? 'GET', path: request.path, headers: request.headers ?? ['host', 'mirror'], body: request.body ?? null }, limit, timeoutMs, { copyDone: (error, answer) => resolve({ error, answer }) }),
   );
 }
 
