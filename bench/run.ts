@@ -27,6 +27,7 @@ import {
   busyTicks, childPids, CLK_TCK, cpuTicks, freePort, httpGet, isAlive, killAllSync, LOAD_CPU, median, NCPU, ourTicks, PIN,
   pinSelf, procStatusBytes, SERVER_CPU, sleep, spawnPinned, stopProc, trackExtraPid, waitHttp, type Proc,
 } from './lib/procs.js';
+import { productionNodeFlags } from './lib/production.js';
 import { generateRoutes, jobTypeWorkload, routesYaml, type GeneratedRoute } from './lib/routes.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -168,7 +169,7 @@ function startMinimal(port: number, upstreamPort: number): Server {
 
 function startStrangler(id: string, label: string, configFile: string, port: number, adminPort: number, logFile: string, extraNodeArgs: string[] = []): Server {
   const out = fs.openSync(logFile, 'w');
-  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [...extraNodeArgs, path.join(REPO, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'info'], {
+  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [...productionNodeFlags(REPO), ...extraNodeArgs, path.join(REPO, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'info'], {
     stdio: ['ignore', out, 'pipe'],
     cwd: path.dirname(configFile),
     env: { STRANGLER_ADMIN_TOKEN: '', LOG_FORMAT: 'json' },
