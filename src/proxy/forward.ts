@@ -66,11 +66,19 @@ function joined(chunks: Buffer[], size: number): Buffer {
 
 /** The first value of a header among undici's raw response headers. `lowerName` must be lower case. */
 function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === lowerName.length && name.toString('latin1').toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1');
-  }
+  for (let i = 0; i < raw.length; i += 2) if (isNamed(raw[i]!, lowerName)) return raw[i + 1]!.toString('latin1');
   return undefined;
+}
+
+/** Whether the header name in `name` is `lowerName` in any case, compared byte by byte (no string per header). */
+function isNamed(name: Buffer, lowerName: string): boolean {
+  if (name.length !== lowerName.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    let c = name[i]!;
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lowerName.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /** A request under way: its result, and how to call it off when the client hangs up. */
