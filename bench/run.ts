@@ -32,6 +32,8 @@ import { generateRoutes, jobTypeWorkload, routesYaml, type GeneratedRoute } from
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
+/** The node flags production starts the proxy with (package.json's `start`). */
+const PRODUCTION_NODE_FLAGS = productionNodeFlags(REPO);
 const T0 = Date.now();
 const MiB = 2 ** 20;
 
@@ -169,7 +171,7 @@ function startMinimal(port: number, upstreamPort: number): Server {
 
 function startStrangler(id: string, label: string, configFile: string, port: number, adminPort: number, logFile: string, extraNodeArgs: string[] = []): Server {
   const out = fs.openSync(logFile, 'w');
-  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [...productionNodeFlags(REPO), ...extraNodeArgs, path.join(REPO, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'info'], {
+  const proc = spawnPinned(id, SERVER_CPU, process.execPath, [...PRODUCTION_NODE_FLAGS, ...extraNodeArgs, path.join(REPO, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'info'], {
     stdio: ['ignore', out, 'pipe'],
     cwd: path.dirname(configFile),
     env: { STRANGLER_ADMIN_TOKEN: '', LOG_FORMAT: 'json' },

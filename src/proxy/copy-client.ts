@@ -11,7 +11,7 @@
  * - a request is one latin1 string, and the requests of one event-loop turn
  *   leave in one write;
  * - answers are read by a small parser made for what a copy needs (status,
- *   three headers, Content-Length or chunked bodies, or a body to the close).
+ *   four headers, Content-Length or chunked bodies, or a body to the close).
  *
  * Whatever goes wrong stays here: a copy that fails is reported to its
  * caller as an error and counted; no client ever waits for or sees a copy.
@@ -57,10 +57,6 @@ const CLOSE_TOKEN = /(?:^|,)\s*close\s*(?:,|$)/i;
 const KEEP_ALIVE_TOKEN = /(?:^|,)\s*keep-alive\s*(?:,|$)/i;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-export class CopyProtocolError extends Error {
-  readonly code = 'ECOPYPROTOCOL';
-}
-
 /** One copy, from the moment it is accepted until its answer or its failure. */
 class Copy implements AnswerTarget {
   status = 0;
@@ -102,13 +98,6 @@ class Copy implements AnswerTarget {
   }
 }
 
-const enum Framing {
-  None,
-  Length,
-  Chunked,
-  UntilClose,
-}
-
 const enum State {
   Head,
   Body,
@@ -146,7 +135,8 @@ export class AnswerParser {
   private state = State.Head;
   /** Bytes read but not yet consumed (a head or a chunk line cut by a read). */
   private pending: Buffer | undefined;
-  private framing = Framing.None;
+  /** In State.Body: the body runs to the end of the stream (else `remaining` bytes are left). */
+  private untilClose = false;
   private remaining = 0;
   private keepAlive = true;
   private broken = false;
@@ -161,7 +151,7 @@ export class AnswerParser {
 
   /** The stream ended: completes an answer whose body runs to the close. */
   end(): void {
-    if (!this.broken && this.state === State.Body && this.framing === Framing.UntilClose) this.complete();
+    if (!this.broken && this.state === State.Body && this.untilClose) this.complete();
   }
 
   read(chunk: Buffer): void {
@@ -190,7 +180,7 @@ export class AnswerParser {
         }
         case State.Body: {
           const target = this.events.current()!;
-          if (this.framing === Framing.UntilClose) {
+          if (this.untilClose) {
             target.addBody(at === 0 ? data : data.subarray(at));
             return;
           }
@@ -297,32 +287,22 @@ export class AnswerParser {
     target.status = status;
     target.contentType = contentType;
     this.keepAlive = minor === '1' ? !(connection !== undefined && CLOSE_TOKEN.test(connection)) : connection !== undefined && KEEP_ALIVE_TOKEN.test(connection);
-    if (target.bodyless || status === 204 || status === 304) this.framing = Framing.None;
-    else if (transferEncoding !== undefined) {
-      // Chunked must be the last coding; with any other last coding the body runs to the close (RFC 9112 §6.3).
-      this.framing = /(^|,)\s*chunked\s*$/i.test(transferEncoding) ? Framing.Chunked : Framing.UntilClose;
-    } else if (contentLength >= 0) this.framing = contentLength === 0 ? Framing.None : Framing.Length;
-    else this.framing = Framing.UntilClose;
-    if (this.framing === Framing.UntilClose) this.keepAlive = false;
-    switch (this.framing) {
-      case Framing.None:
-        return this.complete();
-      case Framing.Length:
-        this.remaining = contentLength;
-        this.state = State.Body;
-        return;
-      case Framing.Chunked:
-        this.state = State.ChunkSize;
-        return;
-      case Framing.UntilClose:
-        this.state = State.Body;
-        return;
+    if (target.bodyless || status === 204 || status === 304) return this.complete();
+    if (transferEncoding !== undefined && /(^|,)\s*chunked\s*$/i.test(transferEncoding)) {
+      this.state = State.ChunkSize;
+      return;
     }
+    if (transferEncoding === undefined && contentLength === 0) return this.complete();
+    // Chunked must be the last coding; with any other last coding, or no length at all, the body runs to the close (RFC 9112 §6.3).
+    this.untilClose = transferEncoding !== undefined || contentLength < 0;
+    if (this.untilClose) this.keepAlive = false;
+    else this.remaining = contentLength;
+    this.state = State.Body;
   }
 
   private complete(): void {
     this.state = State.Head;
-    this.framing = Framing.None;
+    this.untilClose = false;
     this.events.complete(this.keepAlive);
   }
 }
@@ -460,11 +440,11 @@ class CopyConnection implements AnswerEvents {
     this.inFlight.shift()!.succeed();
     if (!keepAlive) this.reusable = false;
     if (!keepAlive || (this.client.isClosing && this.inFlight.length === 0)) this.destroy(undefined);
-    else this.client.slotFreed();
+    else this.client.drainWaiting();
   }
 
   malformed(reason: string): void {
-    this.destroy(new CopyProtocolError(`unreadable answer from the shadow backend: ${reason}`));
+    this.destroy(new Error(`unreadable answer from the shadow backend: ${reason}`));
   }
 }
 
@@ -537,11 +517,6 @@ export class CopyClient {
     return best;
   }
 
-  /** A connection finished an answer: a waiting copy can go. */
-  slotFreed(): void {
-    this.drainWaiting();
-  }
-
   connectionClosed(connection: CopyConnection): void {
     const i = this.connections.indexOf(connection);
     if (i >= 0) this.connections.splice(i, 1);
@@ -549,7 +524,8 @@ export class CopyClient {
     else this.drainWaiting();
   }
 
-  private drainWaiting(): void {
+  /** Sends waiting copies while a connection has room (after an answer frees a slot, or a connection closes). */
+  drainWaiting(): void {
     while (this.waiting.length > 0 && this.closing === undefined) {
       const connection = this.connectionWithRoom();
       if (connection === undefined) return;
