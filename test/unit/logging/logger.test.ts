@@ -67,6 +67,23 @@ describe('logging/logger', () => {
     expect(text()).to.contain('"requestId":"r8"');
   });
 
+  it('keeps every line whole across batch boundaries, with multi-byte characters and a line longer than a batch', async () => {
+    const { logger, lines } = capture();
+    const paths: string[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const path = `/api/v2/builders/b\u00e9\u4e2d\u{1f680}-${i}/${'x'.repeat(i % 97)}`;
+      paths.push(path);
+      logger.access({ requestId: `r${i}`, method: 'GET', path, status: 200, durationMs: 1, backend: 'buildbot' });
+      if (i === 700) {
+        const long = '/' + 'y'.repeat(70 * 1024); // longer than a whole 64 KiB batch
+        paths.push(long);
+        logger.access({ requestId: 'long', method: 'GET', path: long, status: 200, durationMs: 1, backend: 'buildbot' });
+      }
+    }
+    const parsed = (await lines()).map((l) => JSON.parse(l) as { path: string });
+    expect(parsed.map((l) => l.path)).to.deep.equal(paths);
+  });
+
   it('parses levels and formats from flags and environment, rejecting unknown ones', () => {
     expect(parseLogLevel('DEBUG')).to.equal('debug');
     expect(parseLogLevel(undefined)).to.equal(undefined);
