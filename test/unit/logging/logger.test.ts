@@ -71,7 +71,7 @@ describe('logging/logger', () => {
     const { logger, lines } = capture();
     const paths: string[] = [];
     for (let i = 0; i < 1500; i++) {
-      const path = `/api/v2/builders/b\u00e9\u4e2d\u{1f680}-${i}/${'x'.repeat(i % 97)}`;
+      const path = `/api/v2/builders/b\u00e9\u4e2d\u{1f680}-${i}/${'x'.repeat(i % 97)}${'\u4e2d'.repeat((i * 7) % 600)}`;
       paths.push(path);
       logger.access({ requestId: `r${i}`, method: 'GET', path, status: 200, durationMs: 1, backend: 'buildbot' });
       if (i === 700) {
