@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AnswerParser, CopyClient, type AnswerTarget } from '../../../src/proxy/copy-client.js';
+import { CopyClient } from '../../../src/proxy/copy-client.js';
+import { AnswerParser, type AnswerTarget } from '../../../src/proxy/http1.js';
 import type { CapturedResponse } from '../../../src/proxy/compare.js';
 
 /** What the parser made of a stream: the answers in order, and whether it called the stream malformed. */
@@ -267,7 +268,7 @@ describe('proxy/copy-client: CopyClient against real servers', () => {
   it('refuses a header or path that would break the request apart, and sends nothing', async () => {
     for (const request of [{ path: '/a', headers: ['x-evil', 'a\r\nx-injected: 1'] }, { path: '/a HTTP/1.1\r\nx: y' }, { path: '/a', headers: ['bad\nname', 'v'] }]) {
       const r = await send(client, request);
-      expect(r.error?.message).to.match(/not fit to copy/);
+      expect(r.error?.message).to.match(/not fit to send/);
     }
     await send(client, { path: '/a?ok=1' });
     expect(requests.map((r) => r.url)).to.deep.equal(['/a?ok=1']);
