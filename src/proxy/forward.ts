@@ -3,14 +3,16 @@
  * backend and streams the answer back. Routing never looks inside; the
  * engine can be measured and replaced on its own.
  *
- * Built on undici's connection pools and its dispatch API with a raw
- * handler: response headers arrive as the raw array undici parsed (nothing
- * rebuilt into objects), the body is written straight to the client with
- * backpressure (the backend is paused while the client is slow), and there
- * are no intermediate streams (docs/decisions/0001-forwarding-engine.md has
- * the measurements behind that choice). Nothing here retries: a request is
- * sent at most once. Shadow copies take another way, through a client made
- * for them (src/proxy/copy-client.ts, docs/decisions/0003-shadow-copy-client.md).
+ * A request whose body is whole in memory (none, or one the proxy peeked to
+ * route it: nearly every CI API call) goes through our own HTTP/1.1 client
+ * (src/proxy/backend-client.ts, docs/decisions/0004-backend-client.md); one
+ * whose body is still streaming in from the client goes through undici's
+ * dispatch API with a raw handler (docs/decisions/0001-forwarding-engine.md).
+ * Either way the answer's headers are passed on as a flat array, the body is
+ * written straight to the client with backpressure (the backend is paused
+ * while the client is slow), and nothing here retries: a request is sent at
+ * most once. Shadow copies take a third way, through a client made for them
+ * (src/proxy/copy-client.ts, docs/decisions/0003-shadow-copy-client.md).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -19,6 +21,7 @@ import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
 import { gcPacer } from './gc-pacer.js';
 import type { CapturedResponse } from './compare.js';
+import { BackendClient, type BackendConnection, type ResponseSink } from './backend-client.js';
 import { CopyClient, type CopyHandler } from './copy-client.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
@@ -57,6 +60,21 @@ class ClientGoneError extends Error {
  */
 const COPY_OPTIONS = { connections: 2, pipelining: 64, idleTimeoutMs: 4_000 };
 
+/**
+ * Idle connections to a backend are closed after this long, before a typical
+ * backend's own keep-alive timeout (5 s in Node, 15 s in Twisted), so a request
+ * is rarely written to a connection the backend is closing (such a request
+ * fails, and is not resent unless it is safe to).
+ */
+const IDLE_TIMEOUT_MS = 4_000;
+
+const EMPTY = Buffer.alloc(0);
+
+/** Methods whose requests carry a body by definition: without one they say `content-length: 0`. */
+function expectsBody(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH';
+}
+
 type Abort = (reason: Error) => void;
 
 /** The chunks as one buffer; the usual single chunk as it is (a small answer arrives in one read). */
@@ -89,17 +107,20 @@ export interface ForwardCall {
 }
 
 /**
- * One request's exchange with its backend, as undici's raw dispatch handler
- * (onConnect/onHeaders/onData/onComplete/onError). A class, not closures:
+ * One request's exchange with its backend: told of the answer by our own
+ * client (as its ResponseSink) or by undici (as its raw dispatch handler:
+ * onConnect/onHeaders/onData/onComplete/onError). A class, not closures:
  * this runs once per proxied request.
  */
-class Exchange implements ForwardCall {
+class Exchange implements ForwardCall, ResponseSink {
   readonly result: Promise<ForwardResult>;
   private resolve!: (result: ForwardResult) => void;
   private status = 0;
   private responseBytes = 0;
   private contentType: string | undefined;
   private captured: Buffer[] | undefined;
+  /** The connection of our own client carrying this exchange, or undici's abort and resume. */
+  connection: BackendConnection | undefined;
   private abort: Abort | undefined;
   private resumeBackend: (() => void) | undefined;
   private settled = false;
@@ -113,7 +134,9 @@ class Exchange implements ForwardCall {
   }
 
   clientGone(): void {
-    if (!this.settled && !this.res.writableFinished) this.abort?.(new ClientGoneError());
+    if (this.settled || this.res.writableFinished) return;
+    if (this.connection !== undefined) this.connection.abort(this, new ClientGoneError());
+    else this.abort?.(new ClientGoneError());
   }
 
   settle(result: ForwardResult): void {
@@ -122,6 +145,34 @@ class Exchange implements ForwardCall {
     this.resolve(result);
   }
 
+  // ResponseSink (our own client)
+
+  head(statusCode: number, statusText: string, headers: RawHeaders, contentType: string | undefined): boolean {
+    this.contentType = contentType;
+    try {
+      this.writeHead(statusCode, statusText, headers);
+      return true;
+    } catch {
+      return false; // node refused a header name or value: nothing was sent to the client
+    }
+  }
+
+  body(chunk: Buffer): boolean {
+    return this.onData(chunk);
+  }
+
+  end(): void {
+    this.onComplete();
+  }
+
+  fail(error: Error): void {
+    this.onError(error);
+  }
+
+  private readonly resumeOwn = (): void => this.connection?.resume(this);
+
+  // undici's dispatch handler
+
   onConnect(abort: Abort): void {
     this.abort = abort;
     if (this.res.destroyed) abort(new ClientGoneError());
@@ -129,14 +180,9 @@ class Exchange implements ForwardCall {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx informational; the final answer follows
-    this.status = statusCode;
     this.resumeBackend = resume;
     if (this.captured) this.contentType = rawValue(rawHeaders, 'content-type');
-    const headers = downstreamHeaders(rawHeaders);
-    const tags = this.request.responseTags;
-    if (tags !== undefined) for (let i = 0; i < tags.length; i++) headers.push(tags[i]!);
-    if (statusText) this.res.writeHead(statusCode, statusText, headers);
-    else this.res.writeHead(statusCode, headers);
+    this.writeHead(statusCode, statusText, downstreamHeaders(rawHeaders));
     return true;
   }
 
@@ -145,12 +191,12 @@ class Exchange implements ForwardCall {
     gcPacer.forwarded(chunk.length);
     this.request.onResponseBytes?.(chunk.length);
     if (this.captured) {
-      // No copy: undici hands over a view of the socket's own read buffer, which nothing reuses.
+      // No copy: the client hands over a view of the socket's own read buffer, which nothing reuses.
       if (this.responseBytes <= this.request.captureBytes!) this.captured.push(chunk);
       else this.captured = undefined; // too large to compare: the status alone will be
     }
     if (this.res.write(chunk)) return true;
-    this.res.once('drain', this.resumeBackend!);
+    this.res.once('drain', this.resumeBackend ?? this.resumeOwn);
     return false;
   }
 
@@ -171,9 +217,20 @@ class Exchange implements ForwardCall {
   onBodySent(): void {}
 
   onResponseStarted(): void {}
+
+  /** The backend's status and headers, with the proxy's own tags, to the client. */
+  private writeHead(statusCode: number, statusText: string, headers: RawHeaders): void {
+    const tags = this.request.responseTags;
+    if (tags !== undefined) for (let i = 0; i < tags.length; i++) headers.push(tags[i]!);
+    if (statusText) this.res.writeHead(statusCode, statusText, headers);
+    else this.res.writeHead(statusCode, headers);
+    this.status = statusCode;
+  }
 }
 
 export class Forwarder {
+  private readonly clients = new Map<string, BackendClient>();
+  private readonly clientOf = new WeakMap<Backend, BackendClient>();
   private readonly pools = new Map<string, Pool>();
   private readonly copyClients = new Map<string, CopyClient>();
   /** The copy client per backend object, so the common lookup builds no key string. */
@@ -187,24 +244,47 @@ export class Forwarder {
    */
   forward(backend: Backend, request: ForwardRequest, res: ServerResponse): ForwardCall {
     const exchange = new Exchange(res, request);
+    const body = request.body;
     try {
-      this.poolFor(backend).dispatch(
-        {
-          origin: backend.origin,
-          path: backend.basePath + request.url,
-          method: request.method as Dispatcher.HttpMethod,
-          headers: request.headers,
-          body: request.body,
-          headersTimeout: backend.responseTimeoutMs,
-          bodyTimeout: backend.bodyIdleTimeoutMs,
-        },
-        exchange as unknown as Dispatcher.DispatchHandler,
-      );
+      if (body === null || Buffer.isBuffer(body)) {
+        // The body is whole in memory (or there is none): our own client.
+        const outgoing = { method: request.method, path: backend.basePath + request.url, headers: request.headers, body: body ?? (expectsBody(request.method) ? EMPTY : null) };
+        exchange.connection = this.clientFor(backend).request(outgoing, { responseMs: backend.responseTimeoutMs, bodyIdleMs: backend.bodyIdleTimeoutMs }, exchange);
+        if (res.destroyed) exchange.clientGone();
+      } else {
+        this.poolFor(backend).dispatch(
+          {
+            origin: backend.origin,
+            path: backend.basePath + request.url,
+            method: request.method as Dispatcher.HttpMethod,
+            headers: request.headers,
+            body,
+            headersTimeout: backend.responseTimeoutMs,
+            bodyTimeout: backend.bodyIdleTimeoutMs,
+          },
+          exchange as unknown as Dispatcher.DispatchHandler,
+        );
+      }
     } catch (error) {
-      // undici rejects some requests synchronously (an invalid header value, say): nothing was sent.
+      // A request that cannot be written (an invalid header value, say) is refused before anything is sent.
       exchange.settle({ ok: false, failure: { ...classifyUpstreamError(error), mayHaveReachedBackend: false }, responseStarted: false, responseBytes: 0, error });
     }
     return exchange;
+  }
+
+  /** Our own client per backend object, so the common lookup builds no key string. */
+  private clientFor(backend: Backend): BackendClient {
+    let client = this.clientOf.get(backend);
+    if (client === undefined || client.isClosing) {
+      const key = poolKey(backend);
+      client = this.clients.get(key);
+      if (client === undefined || client.isClosing) {
+        client = new BackendClient(backend.origin, { connectTimeoutMs: backend.connectTimeoutMs, idleTimeoutMs: IDLE_TIMEOUT_MS });
+        this.clients.set(key, client);
+      }
+      this.clientOf.set(backend, client);
+    }
+    return client;
   }
 
   /**
@@ -236,9 +316,7 @@ export class Forwarder {
     if (pool === undefined || pool.closed || pool.destroyed) {
       pool = new Pool(backend.origin, {
         connect: { timeout: backend.connectTimeoutMs },
-        // Idle sockets are closed before a typical backend's own keep-alive timeout, so a request
-        // is rarely written to a socket the backend is closing (that request could not be retried).
-        keepAliveTimeout: 4_000,
+        keepAliveTimeout: IDLE_TIMEOUT_MS,
         keepAliveMaxTimeout: 60_000,
       });
       this.pools.set(key, pool);
@@ -250,7 +328,7 @@ export class Forwarder {
   /** Closes the pools of backends no longer in use, once their requests finish. */
   retainOnly(backends: Iterable<Backend>): void {
     const keep = new Set([...backends].map(poolKey));
-    for (const pools of [this.pools, this.copyClients] as Map<string, { close(): Promise<void> }>[]) {
+    for (const pools of [this.clients, this.pools, this.copyClients] as Map<string, { close(): Promise<void> }>[]) {
       for (const [key, pool] of pools) {
         if (!keep.has(key)) {
           pools.delete(key);
@@ -261,7 +339,8 @@ export class Forwarder {
   }
 
   async close(): Promise<void> {
-    const pools = [...this.pools.values(), ...this.copyClients.values()];
+    const pools = [...this.clients.values(), ...this.pools.values(), ...this.copyClients.values()];
+    this.clients.clear();
     this.pools.clear();
     this.copyClients.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => undefined)));

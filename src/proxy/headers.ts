@@ -123,6 +123,41 @@ export function downstreamHeaders(raw: readonly Buffer[]): RawHeaders {
   return dropPerHop(out, connectionTokens(connection));
 }
 
+/** Headers of a response that node's `res.writeHead` takes, from the head our own client read. */
+export interface HeadHeaders {
+  headers: RawHeaders;
+  /** The Keep-Alive header's value (hop-by-hop, not passed on): the backend's idle timeout, as a hint. */
+  keepAlive: string | undefined;
+}
+
+/**
+ * The end-to-end headers of a response head (`head` as the parser read it,
+ * the status line ending at `from`), names and values as the backend spelled
+ * them, surrounding whitespace of values removed.
+ */
+export function downstreamHeadersOfHead(head: string, from: number): HeadHeaders {
+  const out: RawHeaders = [];
+  let connection: string[] | undefined;
+  let keepAlive: string | undefined;
+  let at = from + 2;
+  while (at < head.length) {
+    let end = head.indexOf('\r\n', at);
+    if (end < 0) end = head.length;
+    const colon = head.indexOf(':', at);
+    const name = head.slice(at, colon);
+    const value = head.slice(colon + 1, end).trim();
+    at = end + 2;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') (connection ??= []).push(value);
+      else if (lower === 'keep-alive') keepAlive = value;
+      continue;
+    }
+    out.push(name, value);
+  }
+  return { headers: dropPerHop(out, connectionTokens(connection)), keepAlive };
+}
+
 function clientAddress(req: Pick<IncomingMessage, 'socket'>): string {
   const address = req.socket.remoteAddress ?? 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;

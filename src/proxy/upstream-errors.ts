@@ -4,7 +4,7 @@
  * That second answer is what keeps builds from being triggered twice: only a
  * request that provably never arrived may ever be sent elsewhere.
  */
-import type { ErrorCode } from '../errors.js';
+import { isStranglerError, type ErrorCode } from '../errors.js';
 
 export type UpstreamErrorKind = 'refused' | 'dns' | 'connect-timeout' | 'timeout' | 'reset' | 'client-aborted' | 'other';
 
@@ -30,7 +30,19 @@ function codesOf(error: unknown): string[] {
   return codes;
 }
 
+/** Our own client's failures (src/proxy/backend-client.ts) already carry the code a client gets. */
+const OWN_FAILURES: Partial<Record<ErrorCode, Omit<UpstreamFailure, 'message'>>> = {
+  BACKEND_CONNECT_TIMEOUT: { kind: 'connect-timeout', code: 'BACKEND_CONNECT_TIMEOUT', mayHaveReachedBackend: false },
+  BACKEND_TIMEOUT: { kind: 'timeout', code: 'BACKEND_TIMEOUT', mayHaveReachedBackend: true },
+  BACKEND_RESET: { kind: 'reset', code: 'BACKEND_RESET', mayHaveReachedBackend: true },
+  BACKEND_ERROR: { kind: 'other', code: 'BACKEND_ERROR', mayHaveReachedBackend: true },
+};
+
 export function classifyUpstreamError(error: unknown): UpstreamFailure {
+  if (isStranglerError(error)) {
+    const known = OWN_FAILURES[error.code];
+    if (known !== undefined) return { ...known, message: error.message };
+  }
   const codes = codesOf(error);
   const has = (...names: string[]) => names.some((n) => codes.includes(n));
   if (has('UND_ERR_ABORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE', 'ECLIENTABORTED')) {
