@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CopyClient } from '../../../src/proxy/copy-client.js';
+import { closeServer, listen, rawServer } from '../../support/servers.js';
 import { AnswerParser, type AnswerTarget } from '../../../src/proxy/http1.js';
 import type { CapturedResponse } from '../../../src/proxy/compare.js';
 
@@ -153,15 +154,6 @@ describe('proxy/copy-client: AnswerParser', () => {
 
 // ---------------------------------------------------------------- real sockets
 
-function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-}
-
-function closeServer(server: net.Server): Promise<void> {
-  if ('closeAllConnections' in server) (server as http.Server).closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
 function send(client: CopyClient, request: { method?: string; path: string; headers?: string[]; body?: Buffer | null }, limit = 1 << 20, timeoutMs = 2000) {
   return new Promise<{ error: Error | undefined; answer: CapturedResponse | undefined }>((resolve) =>
     client.send({ method: request.method ?? 'GET', path: request.path, headers: request.headers ?? ['host', 'mirror'], body: request.body ?? null }, limit, timeoutMs, { copyDone: (error, answer) => resolve({ error, answer }) }),
@@ -291,19 +283,7 @@ describe('proxy/copy-client: CopyClient against broken servers', () => {
   });
 
   async function raw(onRequest: (socket: net.Socket, count: number) => void): Promise<string> {
-    const server = net.createServer((socket) => {
-      let count = 0;
-      let buffered = '';
-      socket.on('data', (c) => {
-        buffered += c.toString('latin1');
-        let end;
-        while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
-          buffered = buffered.slice(end + 4);
-          onRequest(socket, ++count);
-        }
-      });
-      socket.on('error', () => undefined);
-    });
+    const server = rawServer(onRequest);
     servers.push(server);
     return `http://127.0.0.1:${await listen(server)}`;
   }

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { StranglerError } from '../../../src/errors.js';
 import { classifyUpstreamError } from '../../../src/proxy/upstream-errors.js';
 
 const withCode = (code: string, extra: object = {}) => Object.assign(new Error(code), { code }, extra);
@@ -14,6 +15,10 @@ describe('proxy/upstream-errors: classifyUpstreamError', () => {
       [withCode('UND_ERR_SOCKET'), 'reset', 'BACKEND_RESET', true],
       [withCode('ECONNRESET'), 'reset', 'BACKEND_RESET', true],
       [withCode('UND_ERR_ABORTED'), 'client-aborted', 'BAD_REQUEST', true],
+      [new StranglerError('BACKEND_CONNECT_TIMEOUT', 'no connection'), 'connect-timeout', 'BACKEND_CONNECT_TIMEOUT', false],
+      [new StranglerError('BACKEND_TIMEOUT', 'no answer'), 'timeout', 'BACKEND_TIMEOUT', true],
+      [new StranglerError('BACKEND_RESET', 'closed'), 'reset', 'BACKEND_RESET', true],
+      [new StranglerError('BACKEND_ERROR', 'unreadable'), 'other', 'BACKEND_ERROR', true],
       [new Error('something else'), 'other', 'BACKEND_ERROR', true],
       ['not even an error', 'other', 'BACKEND_ERROR', true],
     ];
