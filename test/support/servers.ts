@@ -1,6 +1,11 @@
 /** Small servers on loopback for the client tests: a port, a clean stop, a hand-written HTTP/1.1 server. */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 export function listen(server: net.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
@@ -31,4 +36,17 @@ export function rawServer(onRequest: (socket: net.Socket, count: number, head: s
     });
     socket.on('error', () => undefined);
   });
+}
+
+/** An https server with a fresh self-signed certificate for 127.0.0.1, or undefined where openssl is missing. */
+export function selfSignedHttpsServer(handler: http.RequestListener): https.Server | undefined {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'self-signed-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
+    return https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, handler);
+  } catch {
+    return undefined;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

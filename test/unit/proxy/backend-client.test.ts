@@ -1,16 +1,12 @@
 import { expect } from 'chai';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { isStranglerError } from '../../../src/errors.js';
 import { BackendClient, type BackendConnection, type ResponseSink, type Timeouts } from '../../../src/proxy/backend-client.js';
 import type { RawHeaders } from '../../../src/proxy/headers.js';
 import { classifyUpstreamError } from '../../../src/proxy/upstream-errors.js';
-import { closeServer, listen, rawServer } from '../../support/servers.js';
+import { closeServer, listen, rawServer, selfSignedHttpsServer } from '../../support/servers.js';
 
 /** Records what the client tells a sender; `slow` makes it refuse body chunks until resumed, like a client that reads slowly. */
 class Recorder implements ResponseSink {
@@ -432,17 +428,12 @@ describe('proxy/backend-client: BackendClient against broken backends', () => {
 
 describe('proxy/backend-client: BackendClient to an https backend', () => {
   it('speaks TLS, and trusts only known authorities: a self-signed certificate fails before anything is sent', async function () {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'backend-tls-'));
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
-    } catch {
-      this.skip(); // no openssl to make a certificate with
-    }
     let served = 0;
-    const server = https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, (_req, res) => {
+    const server = selfSignedHttpsServer((_req, res) => {
       served++;
       res.end('secret');
     });
+    if (server === undefined) return this.skip(); // no openssl to make a certificate with
     const client = new BackendClient(`https://127.0.0.1:${await listen(server)}`, OPTIONS);
     try {
       const r = await fetchOnce(client, { path: '/' });
@@ -451,7 +442,6 @@ describe('proxy/backend-client: BackendClient to an https backend', () => {
     } finally {
       await client.close();
       await closeServer(server);
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

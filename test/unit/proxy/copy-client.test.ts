@@ -2,13 +2,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import http from 'node:http';
 import net from 'node:net';
-import https from 'node:https';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { CopyClient } from '../../../src/proxy/copy-client.js';
-import { closeServer, listen, rawServer } from '../../support/servers.js';
+import { closeServer, listen, rawServer, selfSignedHttpsServer } from '../../support/servers.js';
 import { AnswerParser, type AnswerTarget } from '../../../src/proxy/http1.js';
 import type { CapturedResponse } from '../../../src/proxy/compare.js';
 
@@ -329,19 +324,13 @@ describe('proxy/copy-client: CopyClient against broken servers', () => {
 
 describe('proxy/copy-client: CopyClient to an https backend', () => {
   it('speaks TLS to it and, like the primary path, trusts only known authorities: a self-signed certificate fails the copy', async function () {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'copy-tls-'));
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`], { stdio: 'ignore' });
-    } catch {
-      this.skip(); // no openssl to make a certificate with
-    }
     let served = 0;
-    const server = https.createServer({ key: fs.readFileSync(`${dir}/key.pem`), cert: fs.readFileSync(`${dir}/cert.pem`) }, (_req, res) => {
+    const server = selfSignedHttpsServer((_req, res) => {
       served++;
       res.end('secret');
     });
-    const port = await listen(server);
-    const client = new CopyClient(`https://127.0.0.1:${port}`, OPTIONS);
+    if (server === undefined) return this.skip(); // no openssl to make a certificate with
+    const client = new CopyClient(`https://127.0.0.1:${await listen(server)}`, OPTIONS);
     try {
       const r = await send(client, { path: '/' });
       expect(r.error).to.have.property('code', 'DEPTH_ZERO_SELF_SIGNED_CERT');
@@ -349,7 +338,6 @@ describe('proxy/copy-client: CopyClient to an https backend', () => {
     } finally {
       await client.close();
       await closeServer(server);
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
