@@ -43,5 +43,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # SIGTERM drains requests in flight and exits 0; SIGHUP reloads routes.yaml.
 STOPSIGNAL SIGTERM
 # The same node flags as `npm start` (package.json; docs/performance.md says why; a unit test keeps them in step).
-ENTRYPOINT ["node", "--min-semi-space-size=16", "dist/cli.js"]
+ENTRYPOINT ["node", "--min-semi-space-size=16", "--heap-growing-percent=50", "dist/cli.js"]
 CMD ["serve"]

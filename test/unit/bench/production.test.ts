@@ -9,6 +9,7 @@ describe('bench/lib/production: how production starts the proxy', () => {
   it('npm start and the Docker image run node with the same flags, which the bench uses', () => {
     const flags = productionNodeFlags(REPO);
     expect(flags).to.include('--min-semi-space-size=16'); // docs/performance.md: the download after a quiet spell
+    expect(flags).to.include('--heap-growing-percent=50'); // docs/performance.md: memory over 1M requests
     expect(dockerNodeFlags(REPO)).to.deep.equal(flags);
   });
 });
