@@ -48,6 +48,12 @@ export interface Timeouts {
 }
 
 const SWEEP_MS = 50;
+/**
+ * A body up to this size leaves with its head as one latin1 string (latin1
+ * maps every byte to one character and back, so the bytes are the client's
+ * own): one write instead of a corked pair, ~1 µs less per force call.
+ */
+const ONE_WRITE_BODY_BYTES = 16 * 1024;
 /** A backend's own `Keep-Alive: timeout=N` is trusted minus this margin, so we close first. */
 const KEEP_ALIVE_MARGIN_MS = 1_000;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i;
@@ -125,6 +131,7 @@ export class BackendConnection implements AnswerEvents, AnswerTarget {
     this.sentAt = Date.now();
     // Written before the connection is up, the bytes wait in the socket until it is.
     if (body === null || body.length === 0) this.socket.write(head, 'latin1');
+    else if (body.length <= ONE_WRITE_BODY_BYTES) this.socket.write(head + body.toString('latin1'), 'latin1');
     else {
       this.socket.cork();
       this.socket.write(head, 'latin1');

@@ -167,6 +167,22 @@ describe('proxy/backend-client: BackendClient against a real node:http backend',
     expect(requests[0]!.headers).to.include({ host: 'buildbot', 'content-length': String(body.length), 'x-request-id': 'r1' });
   });
 
+  it('sends every byte value of a body unchanged, small (one write with the head) or large (head and body corked)', async () => {
+    for (const size of [256, 16 * 1024, 16 * 1024 + 1, 200_000]) {
+      const body = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) body[i] = (i * 7 + 3) & 0xff;
+      const seen: Buffer[] = [];
+      server.removeAllListeners('request');
+      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        req.on('data', (c: Buffer) => seen.push(c));
+        req.on('end', () => res.end('ok'));
+      });
+      const r = await fetchOnce(client, { method: 'PUT', path: '/bytes', body });
+      expect(r.text).to.equal('ok');
+      expect(Buffer.concat(seen).equals(body), `${size} bytes`).to.equal(true);
+    }
+  });
+
   it('says content-length: 0 for a POST without a body only when told to (the forwarder sends an empty buffer)', async () => {
     await fetchOnce(client, { method: 'POST', path: '/a', body: Buffer.alloc(0) });
     await fetchOnce(client, { method: 'DELETE', path: '/b' });
