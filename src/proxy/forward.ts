@@ -70,10 +70,8 @@ const IDLE_TIMEOUT_MS = 4_000;
 
 const EMPTY = Buffer.alloc(0);
 
-/** Methods whose requests carry a body by definition: without one they say `content-length: 0`. */
-function expectsBody(method: string): boolean {
-  return method === 'POST' || method === 'PUT' || method === 'PATCH';
-}
+/** Methods whose requests carry a body by definition: without one they say `content-length: 0` (as undici does). */
+const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH', 'QUERY', 'PROPFIND', 'PROPPATCH']);
 
 type Abort = (reason: Error) => void;
 
@@ -248,7 +246,7 @@ export class Forwarder {
     try {
       if (body === null || Buffer.isBuffer(body)) {
         // The body is whole in memory (or there is none): our own client.
-        const outgoing = { method: request.method, path: backend.basePath + request.url, headers: request.headers, body: body ?? (expectsBody(request.method) ? EMPTY : null) };
+        const outgoing = { method: request.method, path: backend.basePath + request.url, headers: request.headers, body: body ?? (EXPECTS_BODY.has(request.method) ? EMPTY : null) };
         exchange.connection = this.clientFor(backend).request(outgoing, { responseMs: backend.responseTimeoutMs, bodyIdleMs: backend.bodyIdleTimeoutMs }, exchange);
         if (res.destroyed) exchange.clientGone();
       } else {
