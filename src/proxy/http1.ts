@@ -219,6 +219,8 @@ export class AnswerParser {
       if (status === 101) return this.fail('unexpected 101 Switching Protocols');
       return;
     }
+    // Both framings at once "ought to be handled as an error" (RFC 9112 §6.3): it is how responses get smuggled.
+    if (transferEncoding !== undefined && contentLength >= 0) return this.fail('both transfer-encoding and content-length');
     target.status = status;
     target.contentType = contentType;
     if (target.headRead !== undefined && (!target.headRead(head, lineEnd < 0 ? head.length : lineEnd) || this.broken)) {

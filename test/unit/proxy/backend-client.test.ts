@@ -365,11 +365,15 @@ describe('proxy/backend-client: BackendClient against broken backends', () => {
     expect(client.connectionCount).to.equal(0); // HTTP/1.0 without keep-alive: closed after the answer
   });
 
-  it('fails with BACKEND_ERROR on an answer that is not HTTP, or whose head node would refuse to pass on', async () => {
+  it('fails with BACKEND_ERROR, before passing anything on, on an answer that is not HTTP, that has two framings, or whose head node would refuse', async () => {
     const garbage = await clientOf((socket) => socket.write('SSH-2.0-OpenSSH\r\n\r\n'));
     const r1 = await fetchOnce(garbage, { path: '/1' });
     expect(isStranglerError(r1.error, 'BACKEND_ERROR')).to.equal(true);
     expect(r1.error?.message).to.match(/unreadable answer from the backend: bad status line/);
+
+    const smuggled = await clientOf((socket) => socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n0\r\n\r\n'));
+    const r2 = await fetchOnce(smuggled, { path: '/te-and-cl' });
+    expect([r2.status, r2.error?.message]).to.deep.equal([0, 'unreadable answer from the backend: both transfer-encoding and content-length']); // nothing was passed on
 
     const refused = await clientOf((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
     const sink = new Recorder();
