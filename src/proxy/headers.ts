@@ -145,7 +145,12 @@ export function downstreamHeadersOfHead(head: string, from: number): HeadHeaders
     if (end < 0) end = head.length;
     const colon = head.indexOf(':', at);
     const name = head.slice(at, colon);
-    const value = head.slice(colon + 1, end).trim();
+    // Optional whitespace is spaces and tabs only (RFC 9110 §5.6.3): `trim()` would also eat 0xA0, a byte of the value.
+    let from = colon + 1;
+    let to = end;
+    while (from < to && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++;
+    while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--;
+    const value = head.slice(from, to);
     at = end + 2;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { IncomingMessage } from 'node:http';
-import { downstreamHeaders, upstreamHeaders, type RawHeaders } from '../../../src/proxy/headers.js';
+import { downstreamHeaders, downstreamHeadersOfHead, upstreamHeaders, type RawHeaders } from '../../../src/proxy/headers.js';
 
 function fakeRequest(rawHeaders: RawHeaders, remoteAddress = '::ffff:10.0.0.9'): Pick<IncomingMessage, 'rawHeaders' | 'socket'> {
   return { rawHeaders, socket: { remoteAddress } } as unknown as IncomingMessage;
@@ -25,6 +25,13 @@ describe('proxy/headers', () => {
     expect(Object.keys(asObject(up)).sort()).to.deep.equal(['x-forwarded-for', 'x-forwarded-proto', 'x-keep', 'x-request-id']);
     const down = downstreamHeaders(buffers('Connection', 'x-hop', 'x-hop', '1', 'Transfer-Encoding', 'chunked', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain'));
     expect(down).to.deep.equal(['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain']);
+  });
+
+  it('reads the headers of a response head the same way, keeping every byte of a value but the spaces and tabs around it', () => {
+    const head = 'HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie:b=2\r\nX-Pad: \t v a l \t\r\nX-Latin: \u00a0caf\u00e9\u00a0\r\nX-Empty:';
+    const { headers, keepAlive } = downstreamHeadersOfHead(head, head.indexOf('\r\n'));
+    expect(headers).to.deep.equal(['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-Pad', 'v a l', 'X-Latin', '\u00a0caf\u00e9\u00a0', 'X-Empty', '']);
+    expect(keepAlive).to.equal('timeout=5');
   });
 
   it("keeps the client's spelling, order and repeated headers", () => {
