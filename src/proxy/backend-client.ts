@@ -276,8 +276,8 @@ export class BackendClient {
     const head = requestHead(request);
     if (typeof head !== 'string') throw head;
     if (this.closing !== undefined) throw new StranglerError('BACKEND_ERROR', 'the backend client is closed');
-    let connection: BackendConnection | undefined;
-    while ((connection = this.idle.pop()) !== undefined && !connection.isIdle);
+    let connection = this.idle.pop();
+    while (connection !== undefined && !connection.isIdle) connection = this.idle.pop(); // closed while idle
     if (connection === undefined) {
       connection = new BackendConnection(this, this.endpoint, this.options);
       this.connections.add(connection);
