@@ -193,7 +193,9 @@ class Exchange implements ForwardCall, ResponseSink {
       if (this.responseBytes <= this.request.captureBytes!) this.captured.push(chunk);
       else this.captured = undefined; // too large to compare: the status alone will be
     }
-    if (this.res.write(chunk)) return true;
+    // A 64 KiB chunk is over the socket's 16 KiB mark, so write() says false even when the kernel
+    // took it all at once: the backend is paused only when bytes are really waiting in memory.
+    if (this.res.write(chunk) || this.res.writableLength === 0) return true;
     this.res.once('drain', this.resumeBackend ?? this.resumeOwn);
     return false;
   }

@@ -255,6 +255,39 @@ describe('e2e: proxy', function () {
       expect(text).to.equal('first chunk\nlast chunk\n');
     });
 
+    it('holds the backend back while the client reads slowly, so a large log is never buffered in the proxy', async () => {
+      const chunk = Buffer.alloc(64 * 1024, 'l');
+      const total = 1024; // 64 MiB
+      let written = 0;
+      let stalled = false;
+      next.handle((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(total * chunk.length) });
+        const pump = () => {
+          while (written < total) {
+            written++;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        pump();
+      });
+      const received = await new Promise<number>((resolve, reject) => {
+        http.get(`${t.url}/api/v2/builders/linux64-opt/builds/1/steps/1/logs/stdio/raw`, (res) => {
+          let bytes = 0;
+          res.pause(); // the client stops reading at once
+          setTimeout(() => {
+            // Socket buffers on both hops hold a few MiB; the proxy must not hold the rest.
+            stalled = written * chunk.length < 24 * 1024 * 1024;
+            res.on('data', (c: Buffer) => (bytes += c.length));
+            res.on('end', () => resolve(bytes));
+            res.resume();
+          }, 1000);
+        }).on('error', reject);
+      });
+      expect(stalled, `the backend wrote ${written} of ${total} chunks while the client was not reading`).to.equal(true);
+      expect(received).to.equal(total * chunk.length); // and all of it arrives once the client reads
+    });
+
     it('streams a request body: the backend has the first bytes before the client has finished', async () => {
       let sawFirstChunk: () => void = () => undefined;
       const firstChunkArrived = new Promise<void>((resolve) => (sawFirstChunk = resolve));
