@@ -62,7 +62,7 @@ const COPY_OPTIONS = { connections: 2, pipelining: 64, idleTimeoutMs: 4_000 };
 
 /**
  * Idle connections to a backend are closed after this long, before a typical
- * backend's own keep-alive timeout (5 s in Node, 15 s in Twisted), so a request
+ * backend's own keep-alive timeout (5 s in Node's http server, for one), so a request
  * is rarely written to a connection the backend is closing (such a request
  * fails, and is not resent unless it is safe to).
  */
