@@ -80,23 +80,6 @@ function joined(chunks: Buffer[], size: number): Buffer {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }
 
-/** The first value of a header among undici's raw response headers. `lowerName` must be lower case. */
-function rawValue(raw: readonly Buffer[], lowerName: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (isNamed(raw[i]!, lowerName)) return raw[i + 1]!.toString('latin1');
-  return undefined;
-}
-
-/** Whether the header name in `name` is `lowerName` in any case, compared byte by byte (no string per header). */
-function isNamed(name: Buffer, lowerName: string): boolean {
-  if (name.length !== lowerName.length) return false;
-  for (let i = 0; i < name.length; i++) {
-    let c = name[i]!;
-    if (c >= 65 && c <= 90) c += 32;
-    if (c !== lowerName.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
 /** A request under way: its result, and how to call it off when the client hangs up. */
 export interface ForwardCall {
   readonly result: Promise<ForwardResult>;
@@ -179,7 +162,7 @@ class Exchange implements ForwardCall, ResponseSink {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx informational; the final answer follows
     this.resumeBackend = resume;
-    if (this.captured) this.contentType = rawValue(rawHeaders, 'content-type');
+    // Nothing is captured here: a shadowed request has its body held whole (src/proxy/shadow.ts), so it goes through our own client.
     this.writeHead(statusCode, statusText, downstreamHeaders(rawHeaders));
     return true;
   }
@@ -229,12 +212,20 @@ class Exchange implements ForwardCall, ResponseSink {
 }
 
 export class Forwarder {
-  private readonly clients = new Map<string, BackendClient>();
-  private readonly clientOf = new WeakMap<Backend, BackendClient>();
-  private readonly pools = new Map<string, Pool>();
-  private readonly copyClients = new Map<string, CopyClient>();
-  /** The copy client per backend object, so the common lookup builds no key string. */
-  private readonly copyClientOf = new WeakMap<Backend, CopyClient>();
+  /** Our own client, for requests whose body is held whole. */
+  private readonly clients = new PerBackend<BackendClient>(
+    (client) => !client.isClosing,
+    (backend) => new BackendClient(backend.origin, { connectTimeoutMs: backend.connectTimeoutMs, idleTimeoutMs: IDLE_TIMEOUT_MS }),
+  );
+  /** undici, for requests whose body streams. */
+  private readonly pools = new PerBackend<Pool>(
+    (pool) => !pool.closed && !pool.destroyed,
+    (backend) => new Pool(backend.origin, { connect: { timeout: backend.connectTimeoutMs }, keepAliveTimeout: IDLE_TIMEOUT_MS, keepAliveMaxTimeout: 60_000 }),
+  );
+  private readonly copyClients = new PerBackend<CopyClient>(
+    (client) => !client.isClosing,
+    (backend) => new CopyClient(backend.origin, { ...COPY_OPTIONS, connectTimeoutMs: backend.connectTimeoutMs }),
+  );
 
   /**
    * Sends `request` to `backend`, writes the answer to `res`. Never throws;
@@ -249,10 +240,10 @@ export class Forwarder {
       if (body === null || Buffer.isBuffer(body)) {
         // The body is whole in memory (or there is none): our own client.
         const outgoing = { method: request.method, path: backend.basePath + request.url, headers: request.headers, body: body ?? (EXPECTS_BODY.has(request.method) ? EMPTY : null) };
-        exchange.connection = this.clientFor(backend).request(outgoing, { responseMs: backend.responseTimeoutMs, bodyIdleMs: backend.bodyIdleTimeoutMs }, exchange);
+        exchange.connection = this.clients.get(backend).request(outgoing, { responseMs: backend.responseTimeoutMs, bodyIdleMs: backend.bodyIdleTimeoutMs }, exchange);
         if (res.destroyed) exchange.clientGone();
       } else {
-        this.poolFor(backend).dispatch(
+        this.pools.get(backend).dispatch(
           {
             origin: backend.origin,
             path: backend.basePath + request.url,
@@ -272,78 +263,66 @@ export class Forwarder {
     return exchange;
   }
 
-  /** Our own client per backend object, so the common lookup builds no key string. */
-  private clientFor(backend: Backend): BackendClient {
-    let client = this.clientOf.get(backend);
-    if (client === undefined || client.isClosing) {
-      const key = poolKey(backend);
-      client = this.clients.get(key);
-      if (client === undefined || client.isClosing) {
-        client = new BackendClient(backend.origin, { connectTimeoutMs: backend.connectTimeoutMs, idleTimeoutMs: IDLE_TIMEOUT_MS });
-        this.clients.set(key, client);
-      }
-      this.clientOf.set(backend, client);
-    }
-    return client;
-  }
-
   /**
    * Sends a copy of a request (shadow traffic) and reads the answer, up to
    * `limit` bytes; never touches a client. Tells `handler` once: with an error
    * on failure or when no complete answer came within `timeoutMs`.
    */
   copy(backend: Backend, request: { method: string; url: string; headers: RawHeaders; body: Buffer | null }, limit: number, timeoutMs: number, handler: CopyHandler): void {
-    let client = this.copyClientOf.get(backend);
-    if (client === undefined || client.isClosing) {
-      const key = poolKey(backend);
-      client = this.copyClients.get(key);
-      if (client === undefined) {
-        client = new CopyClient(backend.origin, { ...COPY_OPTIONS, connectTimeoutMs: backend.connectTimeoutMs });
-        this.copyClients.set(key, client);
-      }
-      this.copyClientOf.set(backend, client);
-    }
-    client.send({ method: request.method, path: backend.basePath + request.url, headers: request.headers, body: request.body }, limit, timeoutMs, handler);
+    this.copyClients.get(backend).send({ method: request.method, path: backend.basePath + request.url, headers: request.headers, body: request.body }, limit, timeoutMs, handler);
   }
 
-  /** The pool per backend object, so the common lookup builds no key string. */
-  private readonly poolOf = new WeakMap<Backend, Pool>();
-  private poolFor(backend: Backend): Pool {
-    const known = this.poolOf.get(backend);
-    if (known !== undefined && !known.closed && !known.destroyed) return known;
-    const key = poolKey(backend);
-    let pool = this.pools.get(key);
-    if (pool === undefined || pool.closed || pool.destroyed) {
-      pool = new Pool(backend.origin, {
-        connect: { timeout: backend.connectTimeoutMs },
-        keepAliveTimeout: IDLE_TIMEOUT_MS,
-        keepAliveMaxTimeout: 60_000,
-      });
-      this.pools.set(key, pool);
-    }
-    this.poolOf.set(backend, pool);
-    return pool;
-  }
-
-  /** Closes the pools of backends no longer in use, once their requests finish. */
+  /** Closes the clients of backends no longer in use, once their requests finish. */
   retainOnly(backends: Iterable<Backend>): void {
     const keep = new Set([...backends].map(poolKey));
-    for (const pools of [this.clients, this.pools, this.copyClients] as Map<string, { close(): Promise<void> }>[]) {
-      for (const [key, pool] of pools) {
-        if (!keep.has(key)) {
-          pools.delete(key);
-          void pool.close().catch(() => undefined);
-        }
-      }
-    }
+    for (const kind of [this.clients, this.pools, this.copyClients]) kind.retainOnly(keep);
   }
 
   async close(): Promise<void> {
-    const pools = [...this.clients.values(), ...this.pools.values(), ...this.copyClients.values()];
-    this.clients.clear();
-    this.pools.clear();
-    this.copyClients.clear();
-    await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
+    await Promise.all([this.clients, this.pools, this.copyClients].flatMap((kind) => kind.closeAll()));
+  }
+}
+
+/**
+ * One kind of client per backend origin (and connect timeout), made when first
+ * needed. Found by the Backend object first, so the common lookup builds no key
+ * string; a client that is closing or closed is replaced.
+ */
+class PerBackend<T extends { close(): Promise<void> }> {
+  private readonly byBackend = new WeakMap<Backend, T>();
+  private readonly byKey = new Map<string, T>();
+
+  constructor(
+    private readonly usable: (client: T) => boolean,
+    private readonly create: (backend: Backend) => T,
+  ) {}
+
+  get(backend: Backend): T {
+    const known = this.byBackend.get(backend);
+    if (known !== undefined && this.usable(known)) return known;
+    const key = poolKey(backend);
+    let client = this.byKey.get(key);
+    if (client === undefined || !this.usable(client)) {
+      client = this.create(backend);
+      this.byKey.set(key, client);
+    }
+    this.byBackend.set(backend, client);
+    return client;
+  }
+
+  /** Closes the clients whose key is not in `keep`. */
+  retainOnly(keep: Set<string>): void {
+    for (const [key, client] of this.byKey) {
+      if (keep.has(key)) continue;
+      this.byKey.delete(key);
+      void client.close().catch(() => undefined);
+    }
+  }
+
+  closeAll(): Promise<void>[] {
+    const all = [...this.byKey.values()];
+    this.byKey.clear();
+    return all.map((client) => client.close().catch(() => undefined));
   }
 }
 
