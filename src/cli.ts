@@ -17,7 +17,7 @@ import { explainRequest, formatExplanation } from './explain.js';
 import { loadConfigFile, parseConfig } from './config/load.js';
 import { createLogger, parseLogFormat, parseLogLevel } from './logging/logger.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_PORT, startStrangler, type Strangler } from './main.js';
-import { BuilderDirectory } from './proxy/builder-directory.js';
+import { BuilderDirectory } from './ingress/builder-directory.js';
 import type { RoutingTable } from './routing/table.js';
 
 const USAGE = `Usage:

@@ -7,8 +7,8 @@ import { Readable } from 'node:stream';
 import { decide, type DecisionReason } from './routing/decide.js';
 import { builderFromPath, isForceCall } from './routing/extract.js';
 import type { RoutingTable } from './routing/table.js';
-import type { BuilderDirectory } from './proxy/builder-directory.js';
-import { gatherFacts } from './proxy/facts.js';
+import type { BuilderDirectory } from './ingress/builder-directory.js';
+import { gatherFacts } from './ingress/facts.js';
 
 export interface ExplainInput {
   method: string;

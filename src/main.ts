@@ -13,12 +13,12 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
 import { createLogger, type Logger } from './logging/logger.js';
 import { ProxyMetrics } from './metrics/metrics.js';
-import { BuilderDirectory } from './proxy/builder-directory.js';
-import { Forwarder } from './proxy/forward.js';
-import { CircuitBreakers } from './proxy/circuit.js';
-import { HealthMonitor } from './proxy/health.js';
-import { Shadower } from './proxy/shadow.js';
-import { createProxyServer } from './proxy/server.js';
+import { BuilderDirectory } from './ingress/builder-directory.js';
+import { Forwarder } from './upstream/forward.js';
+import { CircuitBreakers } from './resilience/circuit.js';
+import { HealthMonitor } from './resilience/health.js';
+import { Shadower } from './shadow/shadow.js';
+import { createProxyServer } from './ingress/server.js';
 
 export interface StartOptions {
   configFile: string;

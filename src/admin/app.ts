@@ -11,7 +11,7 @@ import type { ReloadEvent } from '../config/store.js';
 import type { ExplainInput, Explanation } from '../explain.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { TrafficStats } from '../metrics/traffic.js';
-import type { CircuitState } from '../proxy/circuit.js';
+import type { CircuitState } from '../resilience/circuit.js';
 import type { RoutingTable } from '../routing/table.js';
 import { checkToken, requireToken } from './auth.js';
 import { BadRequest, sendAdminError } from './errors.js';

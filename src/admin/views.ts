@@ -7,7 +7,7 @@
 import type { ConfigVersion } from '../config/history.js';
 import type { BackendStatus } from './app.js';
 import type { TrafficRow, TrafficWindow } from '../metrics/traffic.js';
-import type { CircuitState } from '../proxy/circuit.js';
+import type { CircuitState } from '../resilience/circuit.js';
 import { sharesFor, type Shares } from '../routing/plan.js';
 import { matchRoute, type PatternKind, type Route, type RoutingTable } from '../routing/table.js';
 

@@ -20,7 +20,7 @@
  */
 import type net from 'node:net';
 import { StranglerError } from '../errors.js';
-import { downstreamHeadersOfHead, type RawHeaders } from './headers.js';
+import { downstreamHeadersOfHead, type RawHeaders } from '../upstream/headers.js';
 import { AnswerParser, connectTo, endpointOf, requestHead, type AnswerEvents, type AnswerTarget, type Endpoint, type OutgoingRequest } from './http1.js';
 
 /** What a request's sender is told, in this order: `head`, `body` chunks, `end`; or `fail`, at any point before `end`. */

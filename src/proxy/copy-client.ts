@@ -19,7 +19,7 @@
  * resent (copies of mutating calls may be allowed by a route).
  */
 import type net from 'node:net';
-import type { CapturedResponse } from './compare.js';
+import type { CapturedResponse } from '../shadow/compare.js';
 import { AnswerParser, connectTo, endpointOf, requestHead, type AnswerEvents, type AnswerTarget, type Endpoint, type OutgoingRequest } from './http1.js';
 
 /** Told once how a copy ended: with its answer, or with an error. */

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import type { RawHeaders } from './headers.js';
+import type { RawHeaders } from '../upstream/headers.js';
 
 /** A request whose body, if any, is whole in memory. */
 export interface OutgoingRequest {

@@ -4,8 +4,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { isStranglerError } from '../../../src/errors.js';
 import { BackendClient, type BackendConnection, type ResponseSink, type Timeouts } from '../../../src/proxy/backend-client.js';
-import type { RawHeaders } from '../../../src/proxy/headers.js';
-import { classifyUpstreamError } from '../../../src/proxy/upstream-errors.js';
+import type { RawHeaders } from '../../../src/upstream/headers.js';
+import { classifyUpstreamError } from '../../../src/upstream/failure.js';
 import { closeServer, listen, rawServer, selfSignedHttpsServer } from '../../support/servers.js';
 
 /** Records what the client tells a sender; `slow` makes it refuse body chunks until resumed, like a client that reads slowly. */

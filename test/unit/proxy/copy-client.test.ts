@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { CopyClient } from '../../../src/proxy/copy-client.js';
 import { closeServer, listen, rawServer, selfSignedHttpsServer } from '../../support/servers.js';
-import type { CapturedResponse } from '../../../src/proxy/compare.js';
+import type { CapturedResponse } from '../../../src/shadow/compare.js';
 
 // ---------------------------------------------------------------- real sockets
 

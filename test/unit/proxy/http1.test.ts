@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { CapturedResponse } from '../../../src/proxy/compare.js';
+import type { CapturedResponse } from '../../../src/shadow/compare.js';
 import { AnswerParser, type AnswerTarget } from '../../../src/proxy/http1.js';
 
 /** What the parser made of a stream: the answers in order, and whether it called the stream malformed. */

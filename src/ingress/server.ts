@@ -8,7 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import { decide } from '../routing/decide.js';
 import { gatherFacts } from './facts.js';
 import { createProxyHandler, originFormTarget, requestIdOf, type ProxyDeps } from './handler.js';
-import { createUpgradeForwarder } from './websocket.js';
+import { createUpgradeForwarder } from '../upstream/websocket.js';
 
 export interface ProxyServerOptions {
   /** How long a client has to send its request headers (slowloris protection). */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { compareResponses } from '../../../src/proxy/compare.js';
+import { compareResponses } from '../../../src/shadow/compare.js';
 
 const json = (status: number, value: unknown) => ({ status, contentType: 'application/json', body: Buffer.from(JSON.stringify(value)) });
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { IncomingMessage } from 'node:http';
-import { downstreamHeaders, downstreamHeadersOfHead, upstreamHeaders, type RawHeaders } from '../../../src/proxy/headers.js';
+import { downstreamHeaders, downstreamHeadersOfHead, upstreamHeaders, type RawHeaders } from '../../../src/upstream/headers.js';
 
 function fakeRequest(rawHeaders: RawHeaders, remoteAddress = '::ffff:10.0.0.9'): Pick<IncomingMessage, 'rawHeaders' | 'socket'> {
   return { rawHeaders, socket: { remoteAddress } } as unknown as IncomingMessage;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CircuitBreakers, type CircuitState } from '../../../src/proxy/circuit.js';
+import { CircuitBreakers, type CircuitState } from '../../../src/resilience/circuit.js';
 import { tableFrom } from '../../support/tables.js';
 
 describe('proxy/circuit: CircuitBreakers', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { StranglerError } from '../../../src/errors.js';
-import { classifyUpstreamError } from '../../../src/proxy/upstream-errors.js';
+import { classifyUpstreamError } from '../../../src/upstream/failure.js';
 
 const withCode = (code: string, extra: object = {}) => Object.assign(new Error(code), { code }, extra);
 

@@ -12,12 +12,12 @@ import { DEFAULT_RULE, upstreamErrorLabel, type ProxyMetrics } from '../metrics/
 import type { TrafficStats } from '../metrics/traffic.js';
 import { decide, type Decision } from '../routing/decide.js';
 import type { Backend, RoutingTable } from '../routing/table.js';
-import type { CircuitBreakers } from './circuit.js';
-import type { HealthMonitor } from './health.js';
-import { isMutating, type Shadower } from './shadow.js';
+import type { CircuitBreakers } from '../resilience/circuit.js';
+import type { HealthMonitor } from '../resilience/health.js';
+import { isMutating, type Shadower } from '../shadow/shadow.js';
 import type { BuilderDirectory } from './builder-directory.js';
-import type { ForwardCall, Forwarder, RequestBody } from './forward.js';
-import { upstreamHeaders, type RawHeaders } from './headers.js';
+import type { ForwardCall, Forwarder, RequestBody } from '../upstream/forward.js';
+import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { peekBody, type PeekedBody } from './peek.js';
 

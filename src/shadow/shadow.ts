@@ -15,9 +15,9 @@ import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { Decision } from '../routing/decide.js';
 import type { RoutingTable, ShadowSpec } from '../routing/table.js';
 import { compareResponses, type CapturedResponse } from './compare.js';
-import type { CopyHandler } from './copy-client.js';
-import type { Forwarder, RequestBody } from './forward.js';
-import { upstreamHeaders } from './headers.js';
+import type { CopyHandler } from '../proxy/copy-client.js';
+import type { Forwarder, RequestBody } from '../upstream/forward.js';
+import { upstreamHeaders } from '../upstream/headers.js';
 import type { IncomingMessage } from 'node:http';
 
 /** Marks a copy, so a backend (and its logs) can tell shadow traffic from real. */

@@ -19,11 +19,11 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import { downstreamHeaders, type RawHeaders } from './headers.js';
-import { gcPacer } from './gc-pacer.js';
-import type { CapturedResponse } from './compare.js';
-import { BackendClient, type BackendConnection, type ResponseSink } from './backend-client.js';
-import { CopyClient, type CopyHandler } from './copy-client.js';
-import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
+import { gcPacer } from '../proxy/gc-pacer.js';
+import type { CapturedResponse } from '../shadow/compare.js';
+import { BackendClient, type BackendConnection, type ResponseSink } from '../proxy/backend-client.js';
+import { CopyClient, type CopyHandler } from '../proxy/copy-client.js';
+import { classifyUpstreamError, type UpstreamFailure } from './failure.js';
 
 export type RequestBody = Buffer | Readable | IncomingMessage | null;
 
