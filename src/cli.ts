@@ -18,7 +18,123 @@ import { loadConfigFile, parseConfig } from './config/load.js';
 import { createLogger, parseLogFormat, parseLogLevel } from './logging/logger.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_PORT, startStrangler, type Strangler } from './main.js';
 import { BuilderDirectory } from './ingress/builder-directory.js';
+import { Upstream } from './upstream/upstream.js';
 import type { RoutingTable } from './routing/table.js';
+
+const SERVE_FLAGS = `  -c, --config FILE        the routes file, followed for changes            STRANGLER_CONFIG   ./routes.yaml
+      --port N             the proxy's port (0: any free one)               PORT               ${DEFAULT_PORT}
+      --host ADDR          the proxy's address (0.0.0.0: every interface)   HOST               0.0.0.0
+      --admin-port N       /metrics, /healthz, /readyz, status page, API    ADMIN_PORT         ${DEFAULT_ADMIN_PORT}
+      --admin-host ADDR    the admin listener's address                     ADMIN_HOST         127.0.0.1
+      --log-level L        error, warn, info or debug                       LOG_LEVEL          info
+      --log-format F       json, or pretty for a terminal                   LOG_FORMAT         json
+      --protect-admin-reads  the admin API's reads need the token too        STRANGLER_ADMIN_PROTECT_READS=1`;
+
+/** What each command says to `COMMAND --help`, and the options it takes (besides --help). */
+const COMMANDS = {
+  serve: {
+    options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads'],
+    help: `Usage: strangler-proxy [serve] [OPTIONS]
+
+Runs the proxy: each request goes to the backend routes.yaml names for its job type. A saved
+change to the file applies to the next request; an invalid one is rejected and the old routes stay.
+
+Options (flag, environment variable, default; the flag wins):
+${SERVE_FLAGS}
+  -h, --help               this help
+
+STRANGLER_ADMIN_TOKEN: the bearer token the admin API's POST endpoints need (unset: they are disabled).
+Signals: SIGHUP reloads the routes file; SIGTERM and SIGINT drain requests in flight (up to 10 s) and exit 0.
+Exit codes: 1 invalid routes file, or a port that cannot be listened on; 2 usage error.`,
+  },
+  validate: {
+    options: ['config'],
+    help: `Usage: strangler-proxy validate [FILE]
+
+Checks a routes file the way a reload would, and runs nothing. Prints a one-line summary, or each
+problem as file:line:column: field: reason.
+
+  FILE                     the routes file (default: --config, STRANGLER_CONFIG, or ./routes.yaml)
+  -c, --config FILE        the same as FILE
+  -h, --help               this help
+
+Exit codes: 0 valid, 1 invalid or unreadable, 2 usage error.`,
+  },
+  explain: {
+    options: ['config', 'header', 'body-file', 'json'],
+    help: `Usage: strangler-proxy explain [--config FILE] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+
+Runs the proxy's own routing decision on a request you describe, without sending it anywhere:
+prints the backend, the job type and where it was found, and the rule that decided (for a split,
+the weights and the side this request drew; with stickyBy, the key and the side it hashes to).
+
+  METHOD PATH              e.g. GET /api/v2/builders/linux64-opt/builds (a query string may follow)
+  -c, --config FILE        the routes file (default: STRANGLER_CONFIG, or ./routes.yaml)
+  -H, --header 'K: V'      a request header, e.g. 'X-Job-Type: linux64-opt'; repeat for more
+      --body-file FILE     the request body, e.g. a JSON-RPC force
+      --json               the decision as JSON
+  -h, --help               this help
+
+Exit codes: 0, 1 invalid routes file, 2 usage error.`,
+  },
+  routes: {
+    options: ['config', 'admin', 'json'],
+    help: `Usage: strangler-proxy routes [--config FILE | --admin URL] [--json]
+
+Prints the routing table: each rule in order (job type, kind, backend or split, sticky keys,
+shadow, fallback, retries), then the default backend and the backends.
+
+  -c, --config FILE        read it from a routes file (default: STRANGLER_CONFIG, or ./routes.yaml)
+      --admin URL          ask a running proxy for the table in force, e.g. http://127.0.0.1:${DEFAULT_ADMIN_PORT}
+                           (sends STRANGLER_ADMIN_TOKEN as a bearer token when it is set)
+      --json               the table as JSON (what the admin API's GET /routes answers)
+  -h, --help               this help
+
+Exit codes: 0, 1 invalid routes file or the running proxy could not be asked, 2 usage error.`,
+  },
+  plan: {
+    options: ['admin', 'job-type', 'json'],
+    help: `Usage: strangler-proxy plan CURRENT.yaml NEW.yaml [--job-type NAME]... [--json]
+       strangler-proxy plan --admin URL NEW.yaml [--job-type NAME]... [--json]
+
+Lists the job types whose backend or weights would change from CURRENT to NEW, and the share of
+requests that would move with them. With --admin, CURRENT is the table a running proxy has in
+force and the share is weighed by its last hour of traffic.
+
+      --admin URL          compare with a running proxy, e.g. http://127.0.0.1:${DEFAULT_ADMIN_PORT}
+                           (sends STRANGLER_ADMIN_TOKEN as a bearer token when it is set)
+      --job-type NAME      consider this job type too (names matched only by a glob or regex
+                           cannot be listed otherwise); repeat for more
+      --json               the plan as JSON
+  -h, --help               this help
+
+Exit codes: 0 no change, 3 changes, 1 an invalid file or the running proxy could not be asked,
+2 usage error.`,
+  },
+  demo: {
+    options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads'],
+    help: `Usage: strangler-proxy demo [OPTIONS]
+
+Starts a stand-in backend that answers like Buildbot on each backend's port in the routes file
+(every backend must be on 127.0.0.1 or localhost), then the proxy in front of them, and prints
+requests to try. Edit the file while it runs and watch the answers move. Ctrl-C stops it.
+
+Options: as for serve (the log format is pretty unless --log-format or LOG_FORMAT says otherwise):
+${SERVE_FLAGS}
+  -h, --help               this help
+
+The repository's routes.yaml puts the stand-ins on 127.0.0.1:8011 and :8012.
+Exit codes: 1 invalid routes file, or a port that cannot be listened on; 2 usage error.`,
+  },
+  help: {
+    options: [],
+    help: `Usage: strangler-proxy help [COMMAND]
+
+Prints the list of commands, or one command's options (the same as strangler-proxy COMMAND --help).`,
+  },
+} as const satisfies Record<string, { options: readonly OptionName[]; help: string }>;
+
+type Command = keyof typeof COMMANDS;
 
 const USAGE = `Usage:
   strangler-proxy [serve] [--config FILE] [--port N] [--admin-port N] [--host ADDR] [--admin-host ADDR]
@@ -28,7 +144,9 @@ const USAGE = `Usage:
   strangler-proxy routes [--config FILE | --admin URL] [--json]
   strangler-proxy plan CURRENT.yaml NEW.yaml [--job-type NAME]... [--json]
   strangler-proxy plan --admin URL NEW.yaml [--job-type NAME]... [--json]
-  strangler-proxy demo
+  strangler-proxy demo [serve's options]
+  strangler-proxy help [COMMAND]          or: strangler-proxy COMMAND --help
+  strangler-proxy --version
 
 Environment: STRANGLER_CONFIG (default ./routes.yaml), PORT (${DEFAULT_PORT}), ADMIN_PORT (${DEFAULT_ADMIN_PORT}),
              HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json),
@@ -52,12 +170,26 @@ const OPTIONS = {
   'job-type': { type: 'string', multiple: true },
   'protect-admin-reads': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
 } satisfies ParseArgsConfig['options'];
+
+type OptionName = keyof typeof OPTIONS;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
+/** A command line that was not understood: one line on stderr (main adds where to find help), exit 2. */
 function usageError(message: string): StranglerError {
-  return new StranglerError('USAGE', `${message}\n\n${USAGE}`);
+  return new StranglerError('USAGE', message);
+}
+
+function isCommand(name: string | undefined): name is Command {
+  return name !== undefined && Object.hasOwn(COMMANDS, name);
+}
+
+/** The version in package.json, next to dist/ (and src/) wherever the package is installed. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
 }
 
 function configPath(values: Values, positional?: string): string {
@@ -162,7 +294,8 @@ async function explain(positionals: string[], values: Values): Promise<number> {
   if (!requestPath.startsWith('/')) throw usageError(`PATH must start with "/", got "${requestPath}"`);
   const table = await loadConfigFile(configPath(values));
   const body = values['body-file'] ? readFileSync(values['body-file']) : undefined;
-  const result = await explainRequest(table, { method, path: requestPath, headers: parseHeaders(values.header), ...(body ? { body } : {}) }, new BuilderDirectory());
+  const upstream = new Upstream();
+  const result = await explainRequest(table, { method, path: requestPath, headers: parseHeaders(values.header), ...(body ? { body } : {}) }, new BuilderDirectory(upstream)).finally(() => upstream.close());
   console.log(values.json ? JSON.stringify(result, null, 2) : formatExplanation(result));
   return 0;
 }

@@ -13,9 +13,12 @@ export const ERROR_CODES = {
   BACKEND_CONNECT_TIMEOUT: { status: 504, meaning: 'no connection to the backend within its connect timeout: nothing reached it' },
   BACKEND_TIMEOUT: { status: 504, meaning: 'the backend did not answer within its response timeout; the request may have been received' },
   BACKEND_UNAVAILABLE: { status: 503, meaning: 'the backend is marked unavailable (circuit open or health probes failing) and the route has no fallback: nothing was sent' },
+  BACKEND_BAD_RESPONSE: { status: 502, meaning: 'the backend answered with something that is not valid HTTP/1.1 (status line, header, framing); the request may have been received' },
   BACKEND_ERROR: { status: 502, meaning: 'the backend failed in another way' },
+  INTERNAL: { status: 500, meaning: 'a fault in the proxy itself; logged with the request id and counted, the process keeps serving' },
   BAD_REQUEST: { status: 400, meaning: 'the request could not be read (malformed URL, broken body)' },
   USAGE: { status: 400, meaning: 'a command line was not understood' },
+  LISTEN_FAILED: { status: 500, meaning: 'the proxy or admin listener could not bind its address (port in use, no permission); nothing is left listening' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -11,10 +11,11 @@ import { TrafficStats } from './metrics/traffic.js';
 import { planChanges } from './routing/plan.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
+import { StranglerError } from './errors.js';
 import { createLogger, type Logger } from './logging/logger.js';
 import { ProxyMetrics } from './metrics/metrics.js';
 import { BuilderDirectory } from './ingress/builder-directory.js';
-import { Forwarder } from './upstream/forward.js';
+import { Upstream } from './upstream/upstream.js';
 import { CircuitBreakers } from './resilience/circuit.js';
 import { HealthMonitor } from './resilience/health.js';
 import { Shadower } from './shadow/shadow.js';
@@ -62,7 +63,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const store = new ConfigStore(options.configFile, initial, { pollIntervalMs: options.pollIntervalMs ?? 1000 });
   const metrics = new ProxyMetrics();
   metrics.tableLoaded(initial);
-  const health = new HealthMonitor();
+  const upstream = new Upstream();
+  const health = new HealthMonitor(upstream);
   health.on('probe', (state) => {
     if (state.up !== undefined) metrics.backendUp.set({ backend: state.backend }, state.up ? 1 : 0);
   });
@@ -82,9 +84,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     if (state === 'open') logger.warn('circuit open: requests to this backend are held off', { backend, retryAfterSeconds: breakers.retryAfterSeconds(backend) });
     else logger.info(`circuit ${state}`, { backend });
   });
-  const forwarder = new Forwarder();
-  const shadower = new Shadower(forwarder, metrics, logger);
-  const builders = new BuilderDirectory({
+  const shadower = new Shadower(upstream, metrics, logger);
+  const builders = new BuilderDirectory(upstream, {
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
   });
   let draining = false;
@@ -116,15 +117,26 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       health.follow(event.table);
       breakers.retainOnly(event.table.backends.keys());
       showCircuits(event.table);
-      forwarder.retainOnly(event.table.backends.values());
+      upstream.retainOnly(event.table.backends.values());
       logger.info('routes reloaded', { file: store.file, trigger: event.trigger, hash: event.hash, routes: event.table.routes.length });
     } else {
       logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
     }
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), forwarder, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, { ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}) });
-  const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0');
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, { ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}) });
+  // A start that fails part-way (a port taken) leaves nothing behind: no listener, probe, timer or connection.
+  const abandon = async () => {
+    clearInterval(builderTimer);
+    store.close();
+    health.close();
+    if (proxyServer.listening) await new Promise<void>((resolve) => proxyServer.close(() => resolve()));
+    await upstream.close();
+  };
+  const proxyAddress = await listen(proxyServer, options.port, options.host ?? '0.0.0.0', 'proxy').catch(async (error: unknown) => {
+    await abandon();
+    throw error;
+  });
   const backendStatus = (): BackendStatus[] =>
     [...store.current().backends.values()].map((b) => {
       const probe = health.state(b.name);
@@ -154,7 +166,11 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       auth: { token: options.adminToken || undefined, protectReads: options.protectAdminReads === true },
     }),
   );
-  const adminAddress = await listen(adminHttp, options.adminPort, options.adminHost ?? '127.0.0.1');
+  // Never run without /metrics and /healthz: if the admin port cannot be had, the proxy port is let go too.
+  const adminAddress = await listen(adminHttp, options.adminPort, options.adminHost ?? '127.0.0.1', 'admin').catch(async (error: unknown) => {
+    await abandon();
+    throw error;
+  });
   listening = true;
   if (options.watch !== false) store.watch();
 
@@ -163,6 +179,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   logger.info('strangler-proxy listening', {
     proxy: proxyUrl,
     admin: adminUrl,
+    listening: { proxy: boundAddress(proxyAddress), admin: boundAddress(adminAddress) },
     config: options.configFile,
     hash: initial.source.hash,
     backends: [...initial.backends.values()].map((b) => `${b.name}=${b.url}${b.legacy ? ' (legacy)' : ''}`),
@@ -186,20 +203,46 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
         adminHttp.close(() => resolve());
         adminHttp.closeAllConnections();
       });
-      await forwarder.close();
+      await upstream.close();
       logger.flushAccess();
     },
   };
 }
 
-function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+/** Listens, or rejects with LISTEN_FAILED naming the listener, the address and why. */
+function listen(server: Server, port: number, host: string, listener: 'proxy' | 'admin'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (error: NodeJS.ErrnoException) => reject(listenFailed(error, listener, host, port));
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+function listenFailed(error: NodeJS.ErrnoException, listener: 'proxy' | 'admin', host: string, port: number): StranglerError {
+  const reasons: Record<string, string> = {
+    EADDRINUSE: 'the port is already in use',
+    EACCES: port > 0 && port < 1024 ? 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : 'permission denied',
+    EADDRNOTAVAIL: 'the address is not one of this machine\'s',
+    ENOTFOUND: 'the host name does not resolve',
+    EAI_AGAIN: 'the host name does not resolve',
+  };
+  const why = reasons[error.code ?? ''] ?? error.message;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return new StranglerError('LISTEN_FAILED', `cannot listen for the ${listener === 'proxy' ? 'proxy' : 'admin API'} on ${where}: ${why}${error.code ? ` (${error.code})` : ''}`, {
+    cause: error,
+    details: { listener, host, port },
+  });
+}
+
+/** Where a listener is bound, as an operator reads it: "0.0.0.0:8010 (all IPv4 interfaces)". */
+function boundAddress(address: AddressInfo): string {
+  const where = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  if (address.address === '0.0.0.0') return `${where} (all IPv4 interfaces)`;
+  if (address.address === '::') return `${where} (all interfaces)`;
+  return where;
 }
 
 function urlHost(address: AddressInfo): string {

@@ -7,8 +7,8 @@
  * `minRefreshIntervalMs` so that made-up ids cannot hammer the master. A
  * failed lookup answers "unknown", and the request goes to default.
  */
-import { request } from 'undici';
 import type { Backend } from '../routing/table.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 export interface BuilderDirectoryOptions {
   timeoutMs?: number;
@@ -16,6 +16,9 @@ export interface BuilderDirectoryOptions {
   /** Called when a refresh fails, for the log. */
   onError?: (error: Error, backend: Backend) => void;
 }
+
+/** Far more than a master with thousands of builders answers with two fields each. */
+const BUILDER_LIST_LIMIT = 32 * 1024 * 1024;
 
 export class BuilderDirectory {
   private names = new Map<number, string>();
@@ -26,7 +29,10 @@ export class BuilderDirectory {
   private readonly minRefreshIntervalMs: number;
   private readonly onError: ((error: Error, backend: Backend) => void) | undefined;
 
-  constructor(options: BuilderDirectoryOptions = {}) {
+  constructor(
+    private readonly upstream: Pick<Upstream, 'fetch'>,
+    options: BuilderDirectoryOptions = {},
+  ) {
     this.timeoutMs = options.timeoutMs ?? 2_000;
     this.minRefreshIntervalMs = options.minRefreshIntervalMs ?? 1_000;
     this.onError = options.onError;
@@ -75,17 +81,15 @@ export class BuilderDirectory {
   private async refresh(legacy: Backend): Promise<void> {
     const base = legacy.origin + legacy.basePath;
     try {
-      const response = await request(`${base}/api/v2/builders?field=builderid&field=name`, {
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        signal: AbortSignal.timeout(this.timeoutMs),
-        headers: { 'user-agent': 'strangler-proxy builder lookup', accept: 'application/json' },
+      const answer = await this.upstream.fetch(legacy, {
+        path: '/api/v2/builders?field=builderid&field=name',
+        headers: ['user-agent', 'strangler-proxy builder lookup', 'accept', 'application/json'],
+        timeoutMs: this.timeoutMs,
+        maxBytes: BUILDER_LIST_LIMIT,
       });
-      if (response.statusCode !== 200) {
-        await response.body.dump();
-        throw new Error(`GET /api/v2/builders answered ${response.statusCode}`);
-      }
-      const payload = (await response.body.json()) as { builders?: unknown };
+      if (answer.status !== 200) throw new Error(`GET /api/v2/builders answered ${answer.status}`);
+      const payload = JSON.parse(answer.body.toString('utf8')) as { builders?: unknown } | null;
+      if (payload === null || typeof payload !== 'object') throw new Error('GET /api/v2/builders: the answer is not a JSON object');
       if (!Array.isArray(payload.builders)) throw new Error('GET /api/v2/builders: no "builders" list in the answer');
       const names = new Map<number, string>();
       for (const builder of payload.builders as Array<{ builderid?: unknown; name?: unknown }>) {

@@ -4,7 +4,7 @@
  * count what happened.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline, Transform } from 'node:stream';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
@@ -14,9 +14,11 @@ import { decide, type Decision } from '../routing/decide.js';
 import type { Backend, RoutingTable } from '../routing/table.js';
 import type { CircuitBreakers } from '../resilience/circuit.js';
 import type { HealthMonitor } from '../resilience/health.js';
-import { isMutating, type Shadower } from '../shadow/shadow.js';
+import { replayAfterFailure } from '../resilience/replay.js';
+import type { Shadower } from '../shadow/shadow.js';
 import type { BuilderDirectory } from './builder-directory.js';
-import type { ForwardCall, Forwarder, RequestBody } from '../upstream/forward.js';
+import type { ForwardCall, RequestBody } from '../upstream/to-client.js';
+import type { Upstream } from '../upstream/upstream.js';
 import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { peekBody, type PeekedBody } from './peek.js';
@@ -24,7 +26,7 @@ import { peekBody, type PeekedBody } from './peek.js';
 export interface ProxyDeps {
   /** The routing table in force; called once per request. */
   currentTable: () => RoutingTable;
-  forwarder: Forwarder;
+  upstream: Upstream;
   builders: BuilderDirectory;
   breakers: CircuitBreakers;
   health: Pick<HealthMonitor, 'state'>;
@@ -95,7 +97,16 @@ function requestBody(req: IncomingMessage, peeked: PeekedBody | undefined, size:
 }
 
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => handle(deps, req, res);
+  return (req, res) => {
+    try {
+      handle(deps, req, res);
+    } catch (error) {
+      deps.metrics.internalErrors.inc();
+      deps.logger.error('unexpected error in request handling', { error: (error as Error)?.stack ?? String(error) });
+      if (!res.headersSent) res.writeHead(500, STATUS_CODES[500]!, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ error: 'internal proxy error', code: 'INTERNAL' }));
+      else res.destroy();
+    }
+  };
 }
 
 /**
@@ -187,12 +198,13 @@ function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): voi
   const view: RequestView = { method, pathname, search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1), headers: req.headers, peekBody: (limit) => peekBody(req, limit) };
   // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
   const atOnce = factsAtOnce(view);
+  const onFault = (error: unknown) => internalError(deps, res, outcome, error);
   if (atOnce !== undefined) {
-    void proxy(deps, req, res, table, originTarget, atOnce, outcome);
+    proxy(deps, req, res, table, originTarget, atOnce, outcome).catch(onFault);
     return;
   }
   gatherFacts(view, table, deps.builders).then(
-    (gathered) => proxy(deps, req, res, table, originTarget, gathered, outcome),
+    (gathered) => proxy(deps, req, res, table, originTarget, gathered, outcome).catch(onFault),
     () => {
       // Reading the body failed: the client hung up mid-body. Nobody is left to answer.
       outcome.failureKind = 'client-aborted';
@@ -203,108 +215,126 @@ function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): voi
 }
 
 async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, table: RoutingTable, originTarget: string, gathered: GatheredFacts, o: Outcome): Promise<void> {
+  const decision = decide(table, gathered.facts);
+  o.decision = decision;
+  o.jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
+  deps.metrics.decided(decision.route?.pattern, decision.reason, decision.backend.name);
+  o.sticky = decision.sticky?.source;
+
+  const route = decision.route;
+  const primary = decision.backend;
+  const fallback = route?.fallback !== undefined && route.fallback !== primary.name ? table.backends.get(route.fallback) : undefined;
+  const body = requestBody(req, gathered.peeked, o.setRequestBytes);
+
+  let target = primary;
+  if (!isAvailable(deps, primary)) {
+    // Nothing was sent yet, so any request, whatever its body, may go to the fallback.
+    if (fallback && isAvailable(deps, fallback)) {
+      const circuitOpen = deps.breakers.state(primary.name) !== 'closed';
+      o.failover = circuitOpen ? 'circuit-open' : 'unhealthy';
+      deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: circuitOpen ? 'circuit_open' : 'unhealthy' });
+      target = fallback;
+    } else {
+      o.served = primary;
+      o.status = 503;
+      deps.metrics.unavailable.inc({ backend: primary.name, job_type: o.jobTypeLabel });
+      res.setHeader('retry-after', String(deps.breakers.retryAfterSeconds(primary.name)));
+      return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, o, primary);
+    }
+  }
+
+  const shadowTicket = route?.shadow === undefined ? undefined : deps.shadower.start(table, decision, { method: o.method, url: originTarget, pathname: o.pathname, client: req, body, requestId: o.requestId, jobTypeLabel: o.jobTypeLabel });
+  o.shadowNote = shadowTicket?.note;
+  const captureBytes = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
+
+  for (let attempt = 0; ; attempt++) {
+    o.served = target;
+    deps.metrics.sending(target.name, o.jobTypeLabel);
+    deps.traffic.started(target.name);
+    const headers = upstreamHeaders(req, target.preserveHost ? { requestId: o.requestId } : { requestId: o.requestId, backendHost: target.host });
+    // Counted as they pass: the response's 'close' (where metrics are recorded) can come before the call settles.
+    o.call = deps.upstream.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
+    const result = await o.call.result;
+    o.call = undefined;
+    deps.metrics.sent(target.name, o.jobTypeLabel);
+    deps.traffic.finished(target.name);
+
+    if (result.ok) {
+      o.status = result.status;
+      if (o.status === 502 || o.status === 503 || o.status === 504) deps.breakers.failed(target);
+      else deps.breakers.succeeded(target);
+      if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(result.captured);
+      return;
+    }
+    if (shadowTicket?.note === 'sent' && attempt === 0) shadowTicket.primaryDone(undefined);
+
+    const failure = result.failure;
+    o.failureKind = failure.kind;
+    if (failure.kind === 'client-aborted') {
+      o.status = CLIENT_CLOSED;
+      res.destroy();
+      return;
+    }
+    deps.breakers.failed(target);
+    deps.metrics.upstreamErrors.inc({ backend: target.name, job_type: o.jobTypeLabel, kind: upstreamErrorLabel(failure.kind) });
+    deps.logger.warn('backend failed', {
+      requestId: o.requestId,
+      backend: target.name,
+      url: target.url,
+      jobType: decision.jobType,
+      kind: failure.kind,
+      mayHaveReachedBackend: failure.mayHaveReachedBackend,
+      detail: (result.error as Error)?.message,
+    });
+    const next = replayAfterFailure({
+      failure,
+      method: o.method,
+      responseStarted: result.responseStarted || res.headersSent,
+      bodyReplayable: body === null || Buffer.isBuffer(body),
+      fallbackAvailable: fallback !== undefined && target !== fallback && isAvailable(deps, fallback),
+      retries: route?.retries ?? 0,
+      attempt,
+    });
+    if (next === 'fallback') {
+      o.failover = failure.kind;
+      deps.metrics.fallbacks.inc({ from: target.name, to: fallback!.name, cause: upstreamErrorLabel(failure.kind) });
+      target = fallback!;
+      continue;
+    }
+    if (next === 'retry') {
+      o.retries++;
+      deps.metrics.retries.inc({ backend: target.name });
+      continue;
+    }
+    if (result.responseStarted || res.headersSent) {
+      // The status line is out: the only honest signal left is to cut the connection.
+      o.status = result.responseStarted ? res.statusCode : 502;
+      res.destroy();
+      return;
+    }
+    o.status = ERROR_CODES[failure.code].status;
+    return sendError(res, failure.code, `backend ${target.name}: ${failure.message}`, o, target);
+  }
+}
+
+/**
+ * The last resort: a fault in the proxy's own code is logged with the request
+ * id, counted, and answered 500 if nothing was sent yet, so that no bug takes
+ * all traffic down with an unhandled rejection.
+ */
+function internalError(deps: ProxyDeps, res: ServerResponse, o: Outcome, error: unknown): void {
+  deps.metrics.internalErrors.inc();
+  deps.logger.error('unexpected error in request handling', { requestId: o.requestId, error: (error as Error)?.stack ?? String(error) });
+  o.status = 500;
+  o.failureKind = 'internal';
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
   try {
-    const decision = decide(table, gathered.facts);
-    o.decision = decision;
-    o.jobTypeLabel = deps.metrics.jobTypeLabel(table, decision.jobType);
-    deps.metrics.decided(decision.route?.pattern, decision.reason, decision.backend.name);
-    o.sticky = decision.sticky?.source;
-
-    const route = decision.route;
-    const primary = decision.backend;
-    const fallback = route?.fallback !== undefined && route.fallback !== primary.name ? table.backends.get(route.fallback) : undefined;
-    const body = requestBody(req, gathered.peeked, o.setRequestBytes);
-    // Only a body we hold whole can be sent a second time; a streamed one is gone once read.
-    const replayable = body === null || Buffer.isBuffer(body);
-
-    let target = primary;
-    if (!isAvailable(deps, primary)) {
-      if (fallback && replayable && isAvailable(deps, fallback)) {
-        const circuitOpen = deps.breakers.state(primary.name) !== 'closed';
-        o.failover = circuitOpen ? 'circuit-open' : 'unhealthy';
-        deps.metrics.fallbacks.inc({ from: primary.name, to: fallback.name, cause: circuitOpen ? 'circuit_open' : 'unhealthy' });
-        target = fallback;
-      } else {
-        o.served = primary;
-        o.status = 503;
-        deps.metrics.unavailable.inc({ backend: primary.name, job_type: o.jobTypeLabel });
-        res.setHeader('retry-after', String(deps.breakers.retryAfterSeconds(primary.name)));
-        return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, o, primary);
-      }
-    }
-
-    const shadowTicket = route?.shadow === undefined ? undefined : deps.shadower.start(table, decision, { method: o.method, url: originTarget, pathname: o.pathname, client: req, body, requestId: o.requestId, jobTypeLabel: o.jobTypeLabel });
-    o.shadowNote = shadowTicket?.note;
-    const captureBytes = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
-
-    for (let attempt = 0; ; attempt++) {
-      o.served = target;
-      deps.metrics.sending(target.name, o.jobTypeLabel);
-      deps.traffic.started(target.name);
-      const headers = upstreamHeaders(req, target.preserveHost ? { requestId: o.requestId } : { requestId: o.requestId, backendHost: target.host });
-      // Counted as they pass: the response's 'close' (where metrics are recorded) can come before forward() returns.
-      o.call = deps.forwarder.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
-      const result = await o.call.result;
-      o.call = undefined;
-      deps.metrics.sent(target.name, o.jobTypeLabel);
-      deps.traffic.finished(target.name);
-
-      if (result.ok) {
-        o.status = result.status;
-        if (o.status === 502 || o.status === 503 || o.status === 504) deps.breakers.failed(target);
-        else deps.breakers.succeeded(target);
-        if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(result.captured);
-        return;
-      }
-      if (shadowTicket?.note === 'sent' && attempt === 0) shadowTicket.primaryDone(undefined);
-
-      o.failureKind = result.failure.kind;
-      if (result.failure.kind === 'client-aborted') {
-        o.status = CLIENT_CLOSED;
-        res.destroy();
-        return;
-      }
-      deps.breakers.failed(target);
-      deps.metrics.upstreamErrors.inc({ backend: target.name, job_type: o.jobTypeLabel, kind: upstreamErrorLabel(result.failure.kind) });
-      deps.logger.warn('backend failed', {
-        requestId: o.requestId,
-        backend: target.name,
-        url: target.url,
-        jobType: decision.jobType,
-        kind: result.failure.kind,
-        mayHaveReachedBackend: result.failure.mayHaveReachedBackend,
-        detail: (result.error as Error)?.message,
-      });
-      if (result.responseStarted || res.headersSent) {
-        // The status line is out: the only honest signal left is to cut the connection.
-        o.status = result.responseStarted ? res.statusCode : 502;
-        res.destroy();
-        return;
-      }
-      // SAFETY: a request goes elsewhere only if it provably never reached its backend.
-      if (!result.failure.mayHaveReachedBackend && fallback && target !== fallback && replayable && isAvailable(deps, fallback)) {
-        o.failover = result.failure.kind;
-        deps.metrics.fallbacks.inc({ from: target.name, to: fallback.name, cause: upstreamErrorLabel(result.failure.kind) });
-        target = fallback;
-        continue;
-      }
-      // Safe methods may be sent again where the route allows; anything else never is.
-      if (!isMutating(o.method) && replayable && route !== undefined && attempt < route.retries) {
-        o.retries++;
-        deps.metrics.retries.inc({ backend: target.name });
-        continue;
-      }
-      o.status = ERROR_CODES[result.failure.code].status;
-      return sendError(res, result.failure.code, `backend ${target.name}: ${result.failure.message}`, o, target);
-    }
-  } catch (error) {
-    // A fault of ours: say so once in the log with an id the client also gets.
-    deps.logger.error('internal error', { requestId: o.requestId, error: (error as Error)?.stack ?? String(error) });
-    o.status = 500;
-    if (!res.headersSent) {
-      res.writeHead(500, { 'content-type': 'application/json', 'x-request-id': o.requestId });
-      res.end(JSON.stringify({ error: 'internal proxy error', requestId: o.requestId }));
-    } else res.destroy();
+    sendError(res, 'INTERNAL', 'internal proxy error', o, o.served);
+  } catch {
+    res.destroy();
   }
 }
 
@@ -314,6 +344,8 @@ function sendError(res: ServerResponse, code: ErrorCode, message: string, o: Out
   const body = JSON.stringify({ error: message, code, backend: decision?.backend.name ?? null, jobType: decision?.jobType ?? null });
   const headers = o.tags(backend);
   headers.push('content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store');
-  res.writeHead(ERROR_CODES[code].status, headers);
+  const status = ERROR_CODES[code].status;
+  // The reason phrase is given: a backend's refused one must never be reused for the error.
+  res.writeHead(status, STATUS_CODES[status]!, headers);
   res.end(body);
 }

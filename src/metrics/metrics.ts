@@ -21,7 +21,7 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIO
 /** The `rule` label of requests no route decided. */
 export const DEFAULT_RULE = '(default)';
 
-export type UpstreamErrorLabel = 'refused' | 'dns' | 'connect_timeout' | 'timeout' | 'reset' | 'other';
+export type UpstreamErrorLabel = 'refused' | 'dns' | 'connect_timeout' | 'timeout' | 'reset' | 'bad_response' | 'other';
 
 export interface RequestRecord {
   backend: string;
@@ -123,6 +123,11 @@ export class ProxyMetrics {
     name: 'strangler_retries_total',
     help: 'Safe-method requests (GET, HEAD, OPTIONS) sent again after a failure, on routes that allow retries.',
     labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+  readonly internalErrors = new Counter({
+    name: 'strangler_internal_errors_total',
+    help: "Faults in the proxy's own request handling, caught by the last-resort guard: logged with the request id and answered 500 where nothing was sent yet.",
     registers: [this.registry],
   });
   readonly unavailable = new Counter({
@@ -276,6 +281,8 @@ export function upstreamErrorLabel(kind: string): UpstreamErrorLabel {
       return kind;
     case 'connect-timeout':
       return 'connect_timeout';
+    case 'bad-response':
+      return 'bad_response';
     default:
       return 'other';
   }

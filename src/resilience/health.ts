@@ -6,8 +6,9 @@
  * one slow probe does not flap it.
  */
 import { EventEmitter } from 'node:events';
-import { request } from 'undici';
 import type { Backend, RoutingTable } from '../routing/table.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { UpstreamError } from '../upstream/upstream.js';
 
 export interface BackendHealthState {
   backend: string;
@@ -26,9 +27,16 @@ interface Probe {
   running: boolean;
 }
 
+/** A health endpoint's answer is read only to free the connection; a larger one fails the probe. */
+const PROBE_BODY_LIMIT = 1024 * 1024;
+
 export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; probe: [BackendHealthState] }> {
   private readonly probes = new Map<string, Probe>();
   private closed = false;
+
+  constructor(private readonly upstream: Pick<Upstream, 'fetch'>) {
+    super();
+  }
 
   /** Starts, re-configures and stops probes to match a table's backends. */
   follow(table: RoutingTable): void {
@@ -86,16 +94,9 @@ export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; 
     let ok = false;
     let error: string | undefined;
     try {
-      const response = await request(backend.origin + backend.basePath + backend.health.path, {
-        method: 'GET',
-        headersTimeout: backend.health.timeoutMs,
-        bodyTimeout: backend.health.timeoutMs,
-        signal: AbortSignal.timeout(backend.health.timeoutMs),
-        headers: { 'user-agent': 'strangler-proxy health probe' },
-      });
-      await response.body.dump();
-      ok = response.statusCode < 500;
-      if (!ok) error = `answered ${response.statusCode}`;
+      const answer = await this.upstream.fetch(backend, { path: backend.health.path, headers: ['user-agent', 'strangler-proxy health probe'], timeoutMs: backend.health.timeoutMs, maxBytes: PROBE_BODY_LIMIT });
+      ok = answer.status < 500;
+      if (!ok) error = `answered ${answer.status}`;
     } catch (e) {
       error = describe(e);
     }
@@ -127,7 +128,6 @@ function sameTarget(a: Backend, b: Backend): boolean {
 }
 
 function describe(error: unknown): string {
-  const e = error as { code?: string; message?: string; name?: string };
-  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT') return 'timed out';
-  return e?.code ?? e?.message ?? 'failed';
+  if (error instanceof UpstreamError) return error.failure.kind === 'timeout' ? 'timed out' : error.failure.kind;
+  return (error as Error)?.message ?? 'failed';
 }

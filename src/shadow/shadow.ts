@@ -15,19 +15,15 @@ import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { Decision } from '../routing/decide.js';
 import type { RoutingTable, ShadowSpec } from '../routing/table.js';
 import { compareResponses, type CapturedResponse } from './compare.js';
-import type { CopyHandler } from '../proxy/copy-client.js';
-import type { Forwarder, RequestBody } from '../upstream/forward.js';
+import type { RequestBody } from '../upstream/to-client.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { isSafeMethod } from '../resilience/replay.js';
 import { upstreamHeaders } from '../upstream/headers.js';
 import type { IncomingMessage } from 'node:http';
 
 /** Marks a copy, so a backend (and its logs) can tell shadow traffic from real. */
 const SHADOW_MARK = ['x-strangler-shadow', '1'];
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-
-export function isMutating(method: string): boolean {
-  return !SAFE_METHODS.has(method);
-}
 
 /** What happened to a request's copy, for the access log. */
 export type ShadowNote = 'sent' | 'dropped' | 'skipped-mutating' | 'skipped-body' | 'not-sampled';
@@ -57,7 +53,7 @@ export class Shadower {
   private logsInWindow = 0;
 
   constructor(
-    private readonly forwarder: Forwarder,
+    private readonly upstream: Upstream,
     private readonly metrics: ProxyMetrics,
     private readonly logger: Logger,
   ) {
@@ -76,7 +72,7 @@ export class Shadower {
     const settings = table.settings.shadow;
     const count = (result: string) => this.metrics.shadowResult(spec.backend, request.jobTypeLabel, result);
 
-    if (isMutating(request.method) && !spec.mutating) {
+    if (!isSafeMethod(request.method) && !spec.mutating) {
       count('skipped_mutating');
       return { note: 'skipped-mutating' };
     }
@@ -93,7 +89,10 @@ export class Shadower {
     this.inFlight++;
     const headers = upstreamHeaders(request.client, shadowBackend.preserveHost ? { requestId: request.requestId, extra: SHADOW_MARK } : { requestId: request.requestId, backendHost: shadowBackend.host, extra: SHADOW_MARK });
     const pair = new ShadowPair(this, decision, spec, request, settings.maxBodyBytes, settings.mismatchLogsPerMinute);
-    this.forwarder.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs, pair);
+    this.upstream.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs).then(
+      (answer) => pair.copyDone(undefined, answer),
+      (error: Error) => pair.copyDone(error, undefined),
+    );
     return pair;
   }
 
@@ -141,7 +140,7 @@ export class Shadower {
  * whichever comes second has the Shadower settle the pair. One object per
  * copy (it is the ticket and the copy's handler), not a closure for each part.
  */
-class ShadowPair implements ShadowTicket, CopyHandler {
+class ShadowPair implements ShadowTicket {
   readonly note = 'sent' as const;
   /** null until the primary's answer is handed over (undefined: the primary failed). */
   private primary: CapturedResponse | undefined | null = null;

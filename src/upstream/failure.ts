@@ -2,11 +2,12 @@
  * One pure mapping from what went wrong talking to a backend to the error a
  * client gets, and to whether the request can have reached the backend.
  * That second answer is what keeps builds from being triggered twice: only a
- * request that provably never arrived may ever be sent elsewhere.
+ * request that provably never arrived may ever be sent elsewhere
+ * (src/resilience/replay.ts decides what happens next).
  */
-import { isStranglerError, type ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 
-export type UpstreamErrorKind = 'refused' | 'dns' | 'connect-timeout' | 'timeout' | 'reset' | 'client-aborted' | 'other';
+export type UpstreamErrorKind = 'refused' | 'dns' | 'connect-timeout' | 'timeout' | 'reset' | 'bad-response' | 'client-aborted' | 'other';
 
 export interface UpstreamFailure {
   kind: UpstreamErrorKind;
@@ -30,28 +31,32 @@ function codesOf(error: unknown): string[] {
   return codes;
 }
 
-/** Our own client's failures (src/proxy/backend-client.ts) already carry the code a client gets. */
-const OWN_FAILURES: Partial<Record<ErrorCode, Omit<UpstreamFailure, 'message'>>> = {
-  BACKEND_CONNECT_TIMEOUT: { kind: 'connect-timeout', code: 'BACKEND_CONNECT_TIMEOUT', mayHaveReachedBackend: false },
-  BACKEND_TIMEOUT: { kind: 'timeout', code: 'BACKEND_TIMEOUT', mayHaveReachedBackend: true },
-  BACKEND_RESET: { kind: 'reset', code: 'BACKEND_RESET', mayHaveReachedBackend: true },
-  BACKEND_ERROR: { kind: 'other', code: 'BACKEND_ERROR', mayHaveReachedBackend: true },
-};
+type Classified = Omit<UpstreamFailure, 'mayHaveReachedBackend'> & { reached: boolean };
 
-export function classifyUpstreamError(error: unknown): UpstreamFailure {
-  if (isStranglerError(error)) {
-    const known = OWN_FAILURES[error.code];
-    if (known !== undefined) return { ...known, message: error.message };
-  }
+function classify(error: unknown): Classified {
   const codes = codesOf(error);
   const has = (...names: string[]) => names.some((n) => codes.includes(n));
-  if (has('UND_ERR_ABORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE', 'ECLIENTABORTED')) {
-    return { kind: 'client-aborted', code: 'BAD_REQUEST', mayHaveReachedBackend: true, message: 'the client went away before the exchange finished' };
+  if (has('ECLIENTABORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE')) {
+    return { kind: 'client-aborted', code: 'BAD_REQUEST', reached: true, message: 'the client went away before the exchange finished' };
   }
-  if (has('ECONNREFUSED')) return { kind: 'refused', code: 'BACKEND_REFUSED', mayHaveReachedBackend: false, message: 'connection refused' };
-  if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL')) return { kind: 'dns', code: 'BACKEND_DNS', mayHaveReachedBackend: false, message: 'host name did not resolve' };
-  if (has('UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT')) return { kind: 'connect-timeout', code: 'BACKEND_CONNECT_TIMEOUT', mayHaveReachedBackend: false, message: 'no connection within the connect timeout' };
-  if (has('UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT')) return { kind: 'timeout', code: 'BACKEND_TIMEOUT', mayHaveReachedBackend: true, message: 'no answer within the response timeout' };
-  if (has('UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED')) return { kind: 'reset', code: 'BACKEND_RESET', mayHaveReachedBackend: true, message: 'connection closed by the backend' };
-  return { kind: 'other', code: 'BACKEND_ERROR', mayHaveReachedBackend: true, message: error instanceof Error ? error.message : 'unknown upstream error' };
+  if (has('ECONNREFUSED')) return { kind: 'refused', code: 'BACKEND_REFUSED', reached: false, message: 'connection refused' };
+  if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL')) return { kind: 'dns', code: 'BACKEND_DNS', reached: false, message: 'host name did not resolve' };
+  if (has('UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT')) return { kind: 'connect-timeout', code: 'BACKEND_CONNECT_TIMEOUT', reached: false, message: 'no connection within the connect timeout' };
+  if (has('UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'EUPSTREAMTIMEOUT')) return { kind: 'timeout', code: 'BACKEND_TIMEOUT', reached: true, message: 'no answer within the response timeout' };
+  if (has('EBADANSWER', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE') || codes.some((c) => c.startsWith('HPE_'))) {
+    return { kind: 'bad-response', code: 'BACKEND_BAD_RESPONSE', reached: true, message: 'the backend sent an answer that is not valid HTTP/1.1' };
+  }
+  if (has('UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED')) return { kind: 'reset', code: 'BACKEND_RESET', reached: true, message: 'connection closed by the backend' };
+  return { kind: 'other', code: 'BACKEND_ERROR', reached: true, message: error instanceof Error ? error.message : 'unknown upstream error' };
+}
+
+/**
+ * What a failure means for the client and for replaying the request.
+ * `requestStarted` says whether the engine began writing the request to a
+ * connection: a request that failed before that provably never reached the
+ * backend, whatever the error was.
+ */
+export function classifyUpstreamError(error: unknown, requestStarted = true): UpstreamFailure {
+  const { reached, ...failure } = classify(error);
+  return { ...failure, mayHaveReachedBackend: reached && requestStarted };
 }

@@ -106,61 +106,28 @@ export function upstreamHeaders(req: Pick<IncomingMessage, 'rawHeaders' | 'socke
   return result;
 }
 
-/** The backend's end-to-end response headers (undici's raw Buffers), ready for `res.writeHead`. */
-export function downstreamHeaders(raw: readonly Buffer[]): RawHeaders {
-  const out: RawHeaders = [];
-  let connection: string[] | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const value = raw[i + 1]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') (connection ??= []).push(value);
-      continue;
-    }
-    out.push(name, value);
-  }
-  return dropPerHop(out, connectionTokens(connection));
-}
-
-/** Headers of a response that node's `res.writeHead` takes, from the head our own client read. */
-export interface HeadHeaders {
-  headers: RawHeaders;
-  /** The Keep-Alive header's value (hop-by-hop, not passed on): the backend's idle timeout, as a hint. */
-  keepAlive: string | undefined;
-}
-
 /**
- * The end-to-end headers of a response head (`head` as the parser read it,
- * the status line ending at `from`), names and values as the backend spelled
- * them, surrounding whitespace of values removed.
+ * The backend's end-to-end response headers, as undici hands them over (names
+ * lower-cased, repeated headers as arrays), flattened for `res.writeHead`, and
+ * the Content-Type (kept for shadow comparison).
  */
-export function downstreamHeadersOfHead(head: string, from: number): HeadHeaders {
-  const out: RawHeaders = [];
+export function endToEndResponseHeaders(headers: Readonly<Record<string, string | string[] | undefined>>): { list: RawHeaders; contentType: string | undefined } {
+  const list: RawHeaders = [];
   let connection: string[] | undefined;
-  let keepAlive: string | undefined;
-  let at = from + 2;
-  while (at < head.length) {
-    let end = head.indexOf('\r\n', at);
-    if (end < 0) end = head.length;
-    const colon = head.indexOf(':', at);
-    const name = head.slice(at, colon);
-    // Optional whitespace is spaces and tabs only (RFC 9110 §5.6.3): `trim()` would also eat 0xA0, a byte of the value.
-    let from = colon + 1;
-    let to = end;
-    while (from < to && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++;
-    while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--;
-    const value = head.slice(from, to);
-    at = end + 2;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') (connection ??= []).push(value);
-      else if (lower === 'keep-alive') keepAlive = value;
+  let contentType: string | undefined;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (HOP_BY_HOP.has(name)) {
+      if (name === 'connection') connection = typeof value === 'string' ? [value] : value;
       continue;
     }
-    out.push(name, value);
+    if (typeof value === 'string') {
+      list.push(name, value);
+      if (name === 'content-type') contentType = value;
+    } else for (const one of value) list.push(name, one);
   }
-  return { headers: dropPerHop(out, connectionTokens(connection)), keepAlive };
+  return { list: dropPerHop(list, connectionTokens(connection)), contentType };
 }
 
 function clientAddress(req: Pick<IncomingMessage, 'socket'>): string {

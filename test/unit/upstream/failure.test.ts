@@ -1,10 +1,9 @@
 import { expect } from 'chai';
-import { StranglerError } from '../../../src/errors.js';
 import { classifyUpstreamError } from '../../../src/upstream/failure.js';
 
 const withCode = (code: string, extra: object = {}) => Object.assign(new Error(code), { code }, extra);
 
-describe('proxy/upstream-errors: classifyUpstreamError', () => {
+describe('upstream/failure: classifyUpstreamError', () => {
   it('marks only failures before any byte was sent as never having reached the backend', () => {
     const cases: Array<[unknown, string, string, boolean]> = [
       [withCode('ECONNREFUSED'), 'refused', 'BACKEND_REFUSED', false],
@@ -14,16 +13,22 @@ describe('proxy/upstream-errors: classifyUpstreamError', () => {
       [withCode('UND_ERR_BODY_TIMEOUT'), 'timeout', 'BACKEND_TIMEOUT', true],
       [withCode('UND_ERR_SOCKET'), 'reset', 'BACKEND_RESET', true],
       [withCode('ECONNRESET'), 'reset', 'BACKEND_RESET', true],
-      [withCode('UND_ERR_ABORTED'), 'client-aborted', 'BAD_REQUEST', true],
-      [new StranglerError('BACKEND_CONNECT_TIMEOUT', 'no connection'), 'connect-timeout', 'BACKEND_CONNECT_TIMEOUT', false],
-      [new StranglerError('BACKEND_TIMEOUT', 'no answer'), 'timeout', 'BACKEND_TIMEOUT', true],
-      [new StranglerError('BACKEND_RESET', 'closed'), 'reset', 'BACKEND_RESET', true],
-      [new StranglerError('BACKEND_ERROR', 'unreadable'), 'other', 'BACKEND_ERROR', true],
+      [withCode('HPE_INVALID_STATUS'), 'bad-response', 'BACKEND_BAD_RESPONSE', true],
+      [withCode('UND_ERR_RES_CONTENT_LENGTH_MISMATCH'), 'bad-response', 'BACKEND_BAD_RESPONSE', true],
+      [withCode('EBADANSWER'), 'bad-response', 'BACKEND_BAD_RESPONSE', true],
+      [withCode('EUPSTREAMTIMEOUT'), 'timeout', 'BACKEND_TIMEOUT', true],
+      [withCode('ECLIENTABORTED'), 'client-aborted', 'BAD_REQUEST', true],
       [new Error('something else'), 'other', 'BACKEND_ERROR', true],
       ['not even an error', 'other', 'BACKEND_ERROR', true],
     ];
     for (const [error, kind, code, reached] of cases) {
       expect(classifyUpstreamError(error), String(error)).to.include({ kind, code, mayHaveReachedBackend: reached });
+    }
+  });
+
+  it('says nothing reached the backend when the engine never began writing the request, whatever the error', () => {
+    for (const code of ['UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_INVALID_ARG', 'HPE_INVALID_STATUS', 'ECONNREFUSED']) {
+      expect(classifyUpstreamError(withCode(code), false).mayHaveReachedBackend, code).to.equal(false);
     }
   });
 
