@@ -6,6 +6,7 @@
 import picomatch from 'picomatch';
 import type { Backend, PatternKind, Route, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
 import { globLiterals, regexLiterals, withLiterals } from '../routing/pattern-literals.js';
+import { compileRouteRegex } from './regex.js';
 import type { Problem, RawConfig, RawRoute } from './schema.js';
 
 export const DEFAULTS = {
@@ -218,13 +219,13 @@ function compilePattern(
 ): { kind: PatternKind; test?: (s: string) => boolean } | undefined {
   const literal = REGEX_LITERAL.exec(jobType);
   if (literal) {
-    try {
-      const regex = new RegExp(literal[1]!, literal[2]);
-      return { kind: 'regex', test: withLiterals(regexLiterals(literal[1]!, literal[2]!), (s) => regex.test(s)) };
-    } catch (error) {
-      problems.push({ path, message: `bad regular expression: ${(error as Error).message.replace(/^Invalid regular expression: /, '')}; expected /PATTERN/ or /PATTERN/i` });
+    const [, source, flags] = literal as unknown as [string, string, '' | 'i'];
+    const regex = compileRouteRegex(source, flags);
+    if (!regex.ok) {
+      problems.push({ path, message: regex.reason });
       return undefined;
     }
+    return { kind: 'regex', test: withLiterals(regexLiterals(source, flags), regex.test) };
   }
   if (jobType.startsWith('/')) {
     problems.push({ path, message: `"${jobType}" starts with "/" but is not /PATTERN/; expected a regular expression between slashes` });

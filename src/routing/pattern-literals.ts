@@ -47,9 +47,11 @@ export function globLiterals(glob: string): PatternLiterals {
   return { prefix, suffix: plainRunBefore(glob, glob.length) };
 }
 
-/** For a regular expression route; only `^`/`$`-anchored plain text counts. */
+/** For a regular expression route (RE2 syntax, src/config/regex.ts); only `^`/`$`-anchored plain text counts. */
 export function regexLiterals(source: string, flags: string): PatternLiterals {
   if (flags !== '' || source.includes('|')) return NONE; // case-insensitive, or alternatives
+  // RE2's inline flags ((?i), (?m): ^ and $ at line ends) and \Q...\E quoting change what the plain text means.
+  if (/\(\?[imsU-]/.test(source) || source.includes('\\Q')) return NONE;
   let prefix = '';
   if (source.startsWith('^')) {
     prefix = plainRunFrom(source, 1);
