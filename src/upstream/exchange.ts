@@ -51,10 +51,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** An abort asked for before the request was handed a connection; applied when it is. */
   private pendingAbort: Error | undefined;
 
-  constructor(
-    private readonly sink: AnswerSink,
-    private readonly method: string,
-  ) {}
+  constructor(private readonly sink: AnswerSink) {}
 
   /** Calls the exchange off (the client left, a copy's time ran out). No-op once it is over. */
   abort(reason: Error): void {
@@ -87,10 +84,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       controller.abort(new BadAnswerError(`the answer's head cannot be passed on: ${(error as Error).message}`));
       return;
     }
-    if (this.method === 'HEAD' || statusCode === 204 || statusCode === 304) {
+    if (statusCode === 204 || statusCode === 304) {
       // These answers have no body by definition, and broken servers send one anyway: on a reused
       // connection those bytes would be read as the next request's answer, someone else's. The answer
-      // is complete now, so it ends here and its connection is closed instead of reused.
+      // is complete now, so it ends here and its connection is closed instead of reused. (undici
+      // already closes the connection after every HEAD request, for the same reason.)
       this.finish();
       controller.abort(new DiscardConnection());
     }

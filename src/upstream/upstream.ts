@@ -164,7 +164,7 @@ export class Upstream {
   }
 
   private dispatch(pool: Pool, backend: Backend, request: Outgoing, sink: AnswerSink): Exchange {
-    const exchange = new Exchange(sink, request.method);
+    const exchange = new Exchange(sink);
     const options: Dispatcher.DispatchOptions = {
       origin: backend.origin,
       path: backend.basePath + request.path,
