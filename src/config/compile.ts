@@ -219,7 +219,8 @@ function compilePattern(
 ): { kind: PatternKind; test?: (s: string) => boolean } | undefined {
   const literal = REGEX_LITERAL.exec(jobType);
   if (literal) {
-    const [, source, flags] = literal as unknown as [string, string, '' | 'i'];
+    const source = literal[1]!;
+    const flags = literal[2] === 'i' ? 'i' : '';
     const regex = compileRouteRegex(source, flags);
     if (!regex.ok) {
       problems.push({ path, message: regex.reason });

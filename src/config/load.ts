@@ -69,20 +69,22 @@ function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTa
   const text = bytes.toString('utf8');
   const lineCounter = new LineCounter();
   // uniqueKeys is checked below in linear time: the parser's own check is quadratic in a map's size.
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: false, strict: true });
+  // prettyErrors stays off: it appends "at line L, column C:" and a source excerpt to each message,
+  // which would repeat the location the problem line already starts with.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false, strict: true });
 
   const syntax = [...doc.errors, ...doc.warnings];
   if (syntax.length > 0) {
-    throw invalid(
-      file,
-      syntax.slice(0, MAX_REPORTED_PROBLEMS).map((e) => ({
-        file,
-        line: e.linePos?.[0].line ?? 1,
-        column: e.linePos?.[0].col ?? 1,
-        field: '(syntax)',
-        message: `YAML syntax: ${e.message.split('\n')[0]}`,
-      })),
-    );
+    const seen = new Set<string>();
+    const problems: LocatedProblem[] = [];
+    for (const e of syntax) {
+      const pos = lineCounter.linePos(e.pos[0]);
+      const problem = { file, line: pos.line, column: pos.col, field: SYNTAX, message: `YAML syntax: ${syntaxReason(e.message)}` };
+      const key = `${problem.line}:${problem.column}:${problem.message}`;
+      if (!seen.has(key)) problems.push(problem);
+      seen.add(key);
+    }
+    throw invalid(file, problems.slice(0, MAX_REPORTED_PROBLEMS));
   }
 
   const duplicates = duplicateKeys(doc);
@@ -91,7 +93,7 @@ function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTa
       file,
       duplicates.slice(0, MAX_REPORTED_PROBLEMS).map((d) => {
         const pos = lineCounter.linePos(d.offset);
-        return { file, line: pos.line, column: pos.col, field: '(syntax)', message: `YAML syntax: map keys must be unique; "${d.key}" appears again` };
+        return { file, line: pos.line, column: pos.col, field: SYNTAX, message: `YAML syntax: map keys must be unique; "${d.key}" appears again` };
       }),
     );
   }
@@ -123,6 +125,12 @@ function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTa
   return result.table;
 }
 
+/** The parser's message, minus advice meant for programmers calling it. */
+function syntaxReason(message: string): string {
+  const reason = message.split('\n')[0]!;
+  return reason.startsWith('Source contains multiple documents') ? 'the file holds more than one document; expected one (no "---" line after the first)' : reason;
+}
+
 /** Keys repeated within one mapping, in linear time. */
 function duplicateKeys(doc: Document): Array<{ key: string; offset: number }> {
   const found: Array<{ key: string; offset: number }> = [];
@@ -139,8 +147,16 @@ function duplicateKeys(doc: Document): Array<{ key: string; offset: number }> {
   return found;
 }
 
+/** The field of a problem in the YAML itself, which belongs to no field of the config. */
+const SYNTAX = '(syntax)';
+
+/** `file:line:column: field: reason`, or `file:line:column: YAML syntax: reason` for a syntax problem. */
+export function formatProblem(p: LocatedProblem): string {
+  return p.field === SYNTAX ? `${p.file}:${p.line}:${p.column}: ${p.message}` : `${p.file}:${p.line}:${p.column}: ${p.field}: ${p.message}`;
+}
+
 function invalid(file: string, problems: LocatedProblem[]): StranglerError {
-  const lines = problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.field}: ${p.message}`);
+  const lines = problems.map(formatProblem);
   const summary = problems.length === 1 ? lines[0]! : `${file}: ${problems.length} problems:\n  ${lines.join('\n  ')}`;
   return new StranglerError('CONFIG_INVALID', summary, { details: { file, problems } });
 }

@@ -73,6 +73,29 @@ routes:
     expect(p.line).to.be.greaterThan(1);
   });
 
+  it('says a YAML syntax error as file:line:column: reason, the location once', () => {
+    const messageOf = (text: string) => {
+      try {
+        parse(text);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      expect.fail('accepted');
+    };
+    expect(messageOf('backends:\n  buildbot: { url: http://x, legacy: true\nroutes: []\n')).to.equal(
+      'routes.yaml:3:1: YAML syntax: Flow map in block collection must be sufficiently indented and end with a }',
+    );
+    expect(messageOf('backends:\n  b: { url: http://x, legacy: true }\nroutes:\n  - jobType: a\n   backend: b\n')).to.equal('routes.yaml:5:1: YAML syntax: Sequence item without - indicator');
+    expect(messageOf('backends:\n\tb: { url: http://x }\n')).to.equal('routes.yaml:2:1: YAML syntax: Tabs are not allowed as indentation');
+    expect(messageOf('a: 1\n---\nb: 2\n')).to.equal('routes.yaml:2:1: YAML syntax: the file holds more than one document; expected one (no "---" line after the first)');
+    expect(messageOf('backends:\n  a: { url: http://x, legacy: true }\n  a: { url: http://y }\n')).to.equal('routes.yaml:3:3: YAML syntax: map keys must be unique; "a" appears again');
+    // Each problem once, and no "at line L, column C" or source excerpt after the reason.
+    const many = messageOf('a: [1, 2\nb: {c: 3\nd: "e\n');
+    expect(many).to.not.match(/at line \d+|\^/);
+    const lines = many.split('\n').slice(1).map((l) => l.trim());
+    expect(new Set(lines).size).to.equal(lines.length);
+  });
+
   it('rejects an unknown key, pointing at the key and listing the allowed ones', () => {
     const p = onlyProblem(`${BACKENDS}routes:\n  - jobType: a\n    backnd: buildbot\n`);
     expect(p).to.include({ line: 6, column: 5, field: 'routes[0].backnd' });
