@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: strangler-proxy against a direct connection, nginx and a
- * minimal Node proxy, in one run on this machine. See docs/performance.md.
+ * `npm run bench`: strangler-proxy against a direct connection, nginx and the
+ * Node reference proxies (NODE_REFERENCES), in one run on this machine. See
+ * docs/performance.md.
  *
  *   npm run bench                      # full run (< 10 min), writes bench/results/latest.json
  *   npm run bench -- --smoke           # tiny sizes (< 60 s), verdicts "n/a (smoke)"
@@ -12,7 +13,7 @@
  * dir with the generated configs and logs).
  *
  * Layout on a 2-core machine: the server under test (the upstream itself for
- * "direct", nginx, the minimal proxy, strangler-proxy) alone on CPU 0; the
+ * "direct", nginx, the reference proxies, strangler-proxy) alone on CPU 0; the
  * upstreams, the load generator and this script on CPU 1. Every child is
  * tracked by pid and stopped by pid.
  */
@@ -87,6 +88,41 @@ const POST_BODY = JSON.stringify({
 const GET: RequestSpec = { method: 'GET', path: GET_PATH };
 const POST: RequestSpec = { method: 'POST', path: POST_PATH, body: POST_BODY };
 const LOG_PATH = (bytes: number) => `/api/v2/builders/linux64-opt/builds/311/steps/2/logs/stdio/raw?size=${bytes}`;
+type Method = 'GET' | 'POST';
+
+/**
+ * The Node proxies strangler-proxy is judged against (bench/reference/): each runs pinned like
+ * the proxy, in the same throughput cycles (a row and a paired-ratio column, and a target per
+ * method), and as a reference without target in the latency and download phases.
+ */
+interface NodeReference {
+  /** Its id in slices, the throughput rows and latency/download `references`; measurements `latency.<id>AddedP50Ms`, `download.<id>MiBps`. */
+  id: string;
+  /** The JSON's paired ratios against it: `vs${key}` in each throughput row, `proxyVs${key}` and `nginxVs${key}` in ratios. */
+  key: string;
+  label: string;
+  /** In running text: "added by the …", "through the …". */
+  short: string;
+  script: string;
+  /** The table's column of paired ratios against it. */
+  column: string;
+  /** Target, GET and force POST alike: strangler-proxy's req/s ≥ minRatio × this reference's, in the same cycle. */
+  minRatio: number;
+  targetIds: Record<Method, string>;
+}
+const NODE_REFERENCES: readonly NodeReference[] = [
+  { id: 'minimal', key: 'Minimal', label: 'minimal Node proxy', short: 'minimal proxy', script: 'minimal-proxy.mjs', column: '×min', minRatio: 1.2, targetIds: { GET: 'throughput-get', POST: 'throughput-post' } },
+];
+
+/** The throughput table's rows, in order; the shadowing proxy is measured on GETs only. */
+const THROUGHPUT_ROWS: ReadonlyArray<{ id: string; label: string; getOnly?: true }> = [
+  { id: 'direct', label: 'direct (upstream, no proxy)' },
+  { id: 'nginx', label: 'nginx (keep-alive upstream)' },
+  ...NODE_REFERENCES.map((ref) => ({ id: ref.id, label: `${ref.label} (reference)` })),
+  { id: 'proxy', label: 'strangler-proxy' },
+  { id: 'proxy-shadow', label: 'strangler-proxy, shadow 100%', getOnly: true },
+];
+const rowsFor = (method: Method) => THROUGHPUT_ROWS.filter((row) => method === 'GET' || !row.getOnly);
 
 // ------------------------------------------------------------------ process hygiene
 process.on('exit', killAllSync);
@@ -164,9 +200,10 @@ function startUpstream(name: string, port: number): Server {
   return { id: name, label: name, port, proc, pids: [proc.pid] };
 }
 
-function startMinimal(port: number, upstreamPort: number): Server {
-  const proc = spawnPinned('minimal', SERVER_CPU, process.execPath, [path.join(HERE, 'reference/minimal-proxy.mjs')], { env: { PORT: String(port), UPSTREAM_PORT: String(upstreamPort) } });
-  return { id: 'minimal', label: 'minimal Node proxy', port, proc, pids: [proc.pid] };
+async function startReference(ref: NodeReference, upstreamPort: number): Promise<Server> {
+  const port = await freePort();
+  const proc = spawnPinned(ref.id, SERVER_CPU, process.execPath, [path.join(HERE, 'reference', ref.script)], { env: { PORT: String(port), UPSTREAM_PORT: String(upstreamPort) } });
+  return { id: ref.id, label: ref.label, port, proc, pids: [proc.pid] };
 }
 
 function startStrangler(id: string, label: string, configFile: string, port: number, adminPort: number, logFile: string, extraNodeArgs: string[] = []): Server {
@@ -261,6 +298,27 @@ interface Slice {
   retried?: boolean;
 }
 
+interface PairedRatio {
+  /** Median over cycles of a's req/s ÷ b's, each pair measured in the same cycle. */
+  ratio: number;
+  perCycle: number[];
+}
+/** `proxyVs<Key>` and `nginxVs<Key>` (null without nginx) for each Node reference, and `proxyVsDirect`. */
+type Ratios = Record<string, PairedRatio | null>;
+interface ThroughputRow {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuUsPerReq: number;
+  upstreamCpuUsPerReq: number;
+  errors: number;
+  requests: number;
+  slices: number;
+  rpsAll: number[];
+  /** `vs<Key>`: this row's paired ratio against a Node reference. */
+  [vsReference: `vs${string}`]: number;
+}
+
 function ticksOf(pids: number[]): number {
   return pids.reduce((s, pid) => s + (cpuTicks(pid) || 0), 0);
 }
@@ -329,7 +387,7 @@ async function main(): Promise<void> {
 const running: Server[] = [];
 
 async function startFixture(tmp: string, tools: Tools, withOthers: boolean) {
-  const [upPort, mirrorPort, proxyPort, proxyAdmin, shadowPort, shadowAdmin, minimalPort, nginxPort] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+  const [upPort, mirrorPort, proxyPort, proxyAdmin, shadowPort, shadowAdmin, nginxPort] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
   const upstream = startUpstream('upstream', upPort!);
   const mirror = startUpstream('mirror', mirrorPort!);
   running.push(upstream, mirror);
@@ -345,7 +403,7 @@ async function startFixture(tmp: string, tools: Tools, withOthers: boolean) {
   const shadowFile = path.join(tmp, 'routes-shadow.yaml');
   fs.writeFileSync(shadowFile, routesYaml({ backends, routes: routes.map((r) => (r === pinned ? { ...r, shadow: { backend: 'mirror', percent: 100 } } : r)), defaultBackend: 'buildbot' }));
   await Promise.all([waitHttp(`http://127.0.0.1:${upPort}/`, upstream.proc), waitHttp(`http://127.0.0.1:${mirrorPort}/`, mirror.proc)]);
-  return { upstream, mirror, configFile, shadowFile, ports: { proxyPort: proxyPort!, proxyAdmin: proxyAdmin!, shadowPort: shadowPort!, shadowAdmin: shadowAdmin!, minimalPort: minimalPort!, nginxPort: nginxPort! }, routes, withOthers, tools };
+  return { upstream, mirror, configFile, shadowFile, ports: { proxyPort: proxyPort!, proxyAdmin: proxyAdmin!, shadowPort: shadowPort!, shadowAdmin: shadowAdmin!, nginxPort: nginxPort! }, routes, withOthers, tools };
 }
 
 async function readyStrangler(s: Server): Promise<void> {
@@ -360,23 +418,25 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   const direct: Server = { ...upstream, id: 'direct', label: 'direct (no proxy)' };
   const proxy = startStrangler('proxy', 'strangler-proxy', fx.configFile, fx.ports.proxyPort, fx.ports.proxyAdmin, path.join(tmp, 'proxy.log'));
   const shadow = startStrangler('proxy-shadow', 'strangler-proxy, shadow 100%', fx.shadowFile, fx.ports.shadowPort, fx.ports.shadowAdmin, path.join(tmp, 'proxy-shadow.log'));
-  const minimal = startMinimal(fx.ports.minimalPort, upstream.port);
-  running.push(proxy, shadow, minimal);
+  const refs = await Promise.all(NODE_REFERENCES.map((ref) => startReference(ref, upstream.port)));
+  running.push(proxy, shadow, ...refs);
   let nginx: Server | null = null;
   if (tools.nginx) {
     nginx = await startNginx(tools.nginx, tmp, fx.ports.nginxPort, upstream.port);
     running.push(nginx);
   }
-  await Promise.all([readyStrangler(proxy), readyStrangler(shadow), waitHttp(`http://127.0.0.1:${minimal.port}${GET_PATH}`, minimal.proc)]);
+  await Promise.all([readyStrangler(proxy), readyStrangler(shadow), ...refs.map((ref) => waitHttp(`http://127.0.0.1:${ref.port}${GET_PATH}`, ref.proc))]);
   // The proxy must route the bench's requests as intended: linux64-opt by its exact route, the force by its body.
   for (const [s, spec] of [[proxy, GET], [proxy, POST]] as const) {
     const r = await explainVia(s, spec);
     if (r.backend !== 'taskservice' || r.jobType !== 'linux64-opt') throw new Error(`the proxy routed ${spec.method} ${spec.path} to ${r.backend} (job type ${r.jobType}); expected taskservice/linux64-opt`);
   }
-  log(`servers up in ${elapsed()} s: upstream :${upstream.port}, proxy :${proxy.port} (${fx.routes.length} routes), proxy+shadow :${shadow.port}, minimal :${minimal.port}${nginx ? `, nginx :${nginx.port}` : ''}`);
+  log(`servers up in ${elapsed()} s: upstream :${upstream.port}, proxy :${proxy.port} (${fx.routes.length} routes), proxy+shadow :${shadow.port}, ${refs.map((ref) => `${ref.id} :${ref.port}`).join(', ')}${nginx ? `, nginx :${nginx.port}` : ''}`);
 
-  const targetsGet: Server[] = [direct, ...(nginx ? [nginx] : []), minimal, proxy, shadow];
-  const targetsPost: Server[] = [direct, ...(nginx ? [nginx] : []), minimal, proxy];
+  const servers = new Map([direct, ...(nginx ? [nginx] : []), ...refs, proxy, shadow].map((s) => [s.id, s]));
+  const targetsOf = (method: Method) => rowsFor(method).flatMap((row) => servers.get(row.id) ?? []);
+  const targetsGet = targetsOf('GET');
+  const targetsPost = targetsOf('POST');
   const upstreamOf = (s: Server) => (s.id === 'direct' ? null : upstream);
 
   // ---- 1 + 5: throughput, interleaved slices
@@ -421,7 +481,17 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   const shadowMetricsAfter = await shadowResults(shadow);
   const shadowRequests = (await requestsTotal(shadow)) - shadowRequestsBefore;
 
-  const agg = (target: string, method: 'GET' | 'POST') => {
+  /** Median over cycles of a/b, each pair measured in the same cycle (seconds apart). */
+  const pairedRatio = (a: string, b: string, method: Method): PairedRatio => {
+    const ratios: number[] = [];
+    for (let c = 1; c <= P.cycles; c++) {
+      const x = slices.find((s) => s.target === a && s.method === method && s.cycle === c);
+      const y = slices.find((s) => s.target === b && s.method === method && s.cycle === c);
+      if (x && y) ratios.push(x.rps / y.rps);
+    }
+    return { ratio: median(ratios), perCycle: ratios.map(r3) };
+  };
+  const agg = (target: string, method: Method): ThroughputRow => {
     const rs = slices.filter((s) => s.target === target && s.method === method);
     return {
       rps: median(rs.map((s) => s.rps)),
@@ -433,36 +503,33 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       requests: rs.reduce((a, s) => a + s.requests, 0),
       slices: rs.length,
       rpsAll: rs.map((s) => Math.round(s.rps)),
-      /** Median over cycles of this target's req/s over the minimal proxy's in the same cycle. */
-      vsMinimal: NaN,
+      // vs<Key>: median over cycles of this target's req/s over the reference's in the same cycle.
+      ...Object.fromEntries(NODE_REFERENCES.map((ref) => [`vs${ref.key}`, pairedRatio(target, ref.id, method).ratio])),
     };
   };
-  /** Median over cycles of a/b, each pair measured in the same cycle (seconds apart). */
-  const pairedRatio = (a: string, b: string, method: 'GET' | 'POST') => {
-    const ratios: number[] = [];
-    for (let c = 1; c <= P.cycles; c++) {
-      const x = slices.find((s) => s.target === a && s.method === method && s.cycle === c);
-      const y = slices.find((s) => s.target === b && s.method === method && s.cycle === c);
-      if (x && y) ratios.push(x.rps / y.rps);
-    }
-    return { ratio: median(ratios), perCycle: ratios.map(r3) };
+  const throughput: Record<Method, Record<string, ThroughputRow>> = {
+    GET: Object.fromEntries(targetsGet.map((s) => [s.id, agg(s.id, 'GET')])),
+    POST: Object.fromEntries(targetsPost.map((s) => [s.id, agg(s.id, 'POST')])),
   };
-  const throughput: Record<string, Record<string, ReturnType<typeof agg>>> = { GET: {}, POST: {} };
-  for (const s of targetsGet) throughput.GET![s.id] = agg(s.id, 'GET');
-  for (const s of targetsPost) throughput.POST![s.id] = agg(s.id, 'POST');
-  for (const method of ['GET', 'POST'] as const) for (const [id, row] of Object.entries(throughput[method]!)) row.vsMinimal = pairedRatio(id, 'minimal', method).ratio;
-  const ratios = {
-    GET: { proxyVsMinimal: pairedRatio('proxy', 'minimal', 'GET'), nginxVsMinimal: nginx ? pairedRatio('nginx', 'minimal', 'GET') : null, proxyVsDirect: pairedRatio('proxy', 'direct', 'GET') },
-    POST: { proxyVsMinimal: pairedRatio('proxy', 'minimal', 'POST'), nginxVsMinimal: nginx ? pairedRatio('nginx', 'minimal', 'POST') : null, proxyVsDirect: pairedRatio('proxy', 'direct', 'POST') },
-  };
+  const ratiosOf = (method: Method): Ratios => ({
+    ...Object.fromEntries(NODE_REFERENCES.flatMap((ref) => [
+      [`proxyVs${ref.key}`, pairedRatio('proxy', ref.id, method)],
+      [`nginxVs${ref.key}`, nginx ? pairedRatio('nginx', ref.id, method) : null],
+    ])),
+    proxyVsDirect: pairedRatio('proxy', 'direct', method),
+  });
+  const ratios = { GET: ratiosOf('GET'), POST: ratiosOf('POST') };
   const shadowRatio = pairedRatio('proxy-shadow', 'proxy', 'GET');
 
   // ---- 2: added latency at a fixed rate
-  log(`\n[2/5] added latency: GET at ${P.rate} req/s (open loop), ${P.rateCycles} × ${P.rateSliceS} s each for direct, the proxy and (for reference) the minimal proxy`);
+  const refsInText = NODE_REFERENCES.map((ref) => `the ${ref.short}`).join(' and ');
+  /** What the latency and download phases measure, in this order and the reverse, alternately. */
+  const phaseTargets = [direct, proxy, ...refs];
+  const alternate = (forwards: boolean) => (forwards ? phaseTargets : [...phaseTargets].reverse());
+  log(`\n[2/5] added latency: GET at ${P.rate} req/s (open loop), ${P.rateCycles} × ${P.rateSliceS} s each for direct, the proxy and (for reference) ${refsInText}`);
   const rateRuns: Array<{ target: string; cycle: number; p50Ms: number; p90Ms: number; p99Ms: number; p999Ms: number; maxMs: number; requests: number; errors: number; achievedRate: number; foreignCpuPct: number }> = [];
   for (let cycle = 1; cycle <= P.rateCycles; cycle++) {
-    const order = cycle % 2 ? [direct, proxy, minimal] : [minimal, proxy, direct];
-    for (const server of order) {
+    for (const server of alternate(cycle % 2 === 1)) {
       let m = await measured(server, upstreamOf(server), () => rateClient(server.port, GET, P.rate, P.rateSliceS, P.rateWarmupS));
       if (m.foreignCpuPct > P.maxForeignPct && retries < P.maxRetries) {
         retries++;
@@ -474,7 +541,10 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       log(`  ${String(elapsed()).padStart(6)} s ${server.id.padEnd(13)} p50 ${r.p50.toFixed(3)} p99 ${r.p99.toFixed(3)} p99.9 ${r.p999.toFixed(3)} ms  (${r.requests} requests, ${r.achievedRate.toFixed(0)}/s${r.errors + r.non2xx ? `, ${r.errors + r.non2xx} errors` : ''})${m.foreignCpuPct > P.maxForeignPct ? `  (other processes: ${m.foreignCpuPct}% cpu)` : ''}`);
     }
   }
-  const latOf = (target: string, key: 'p50Ms' | 'p99Ms') => median(rateRuns.filter((r) => r.target === target).map((r) => r[key]));
+  const latOf = (target: string) => {
+    const runs = rateRuns.filter((r) => r.target === target);
+    return { p50Ms: median(runs.map((r) => r.p50Ms)), p99Ms: median(runs.map((r) => r.p99Ms)) };
+  };
   const addedOf = (key: 'p50Ms' | 'p99Ms', via = 'proxy') => {
     const diffs: number[] = [];
     for (let c = 1; c <= P.rateCycles; c++) {
@@ -486,22 +556,21 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   };
   const latency = {
     rate: P.rate, path: GET_PATH,
-    direct: { p50Ms: latOf('direct', 'p50Ms'), p99Ms: latOf('direct', 'p99Ms') },
-    proxy: { p50Ms: latOf('proxy', 'p50Ms'), p99Ms: latOf('proxy', 'p99Ms') },
-    minimal: { p50Ms: latOf('minimal', 'p50Ms'), p99Ms: latOf('minimal', 'p99Ms') },
+    direct: latOf('direct'),
+    proxy: latOf('proxy'),
     addedP50Ms: addedOf('p50Ms'), addedP99Ms: addedOf('p99Ms'),
-    minimalAddedP50Ms: addedOf('p50Ms', 'minimal'), minimalAddedP99Ms: addedOf('p99Ms', 'minimal'),
+    references: Object.fromEntries(refs.map((ref) => [ref.id, { ...latOf(ref.id), addedP50Ms: addedOf('p50Ms', ref.id), addedP99Ms: addedOf('p99Ms', ref.id) }])),
     runs: rateRuns,
   };
 
   // ---- 4: big download
-  log(`\n[3/5] download: ${fmtBytes(P.downloadBytes)} log, ${P.downloadRuns} run(s) each direct, through the proxy and (for reference) the minimal proxy${P.downloadWarmupBytes ? `, after ${fmtBytes(P.downloadWarmupBytes)} through each unmeasured` : ''}; proxy RSS sampled every 100 ms`);
+  log(`\n[3/5] download: ${fmtBytes(P.downloadBytes)} log, ${P.downloadRuns} run(s) each direct, through the proxy and (for reference) ${refsInText}${P.downloadWarmupBytes ? `, after ${fmtBytes(P.downloadWarmupBytes)} through each unmeasured` : ''}; proxy RSS sampled every 100 ms`);
   // Growth is counted from the lower of this and the RSS before each run, so the warm-up cannot hide any.
   const rssBaseline = procStatusBytes(proxy.proc.pid, 'VmRSS');
-  if (P.downloadWarmupBytes > 0) for (const server of [direct, proxy, minimal]) await downloadOnce(server.port, LOG_PATH(P.downloadWarmupBytes));
+  if (P.downloadWarmupBytes > 0) for (const server of phaseTargets) await downloadOnce(server.port, LOG_PATH(P.downloadWarmupBytes));
   const dl: Array<{ target: string; mibPerS: number; seconds: number; bytes: number; complete: boolean; cpuPct: number; rssBeforeMiB?: number; rssPeakMiB?: number; growthMiB?: number; hwmBeforeMiB?: number; hwmAfterMiB?: number }> = [];
   for (let run = 0; run < P.downloadRuns; run++) {
-    for (const server of run % 2 ? [minimal, proxy, direct] : [direct, proxy, minimal]) {
+    for (const server of alternate(run % 2 === 0)) {
       const isProxy = server === proxy;
       const cpu0 = ticksOf(server.pids);
       const before = procStatusBytes(proxy.proc.pid, 'VmRSS');
@@ -518,13 +587,15 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       log(`  ${String(elapsed()).padStart(6)} s ${server.id.padEnd(13)} ${r.mibPerS.toFixed(0).padStart(5)} MiB/s (${r.seconds.toFixed(2)} s, ${server === direct ? 'upstream' : server.id} at ${cpuPct.toFixed(0)}% of a core)${isProxy ? `  proxy RSS ${(before / MiB).toFixed(1)} → peak ${(peak / MiB).toFixed(1)} MiB` : ''}`);
     }
   }
-  const dlDirect = median(dl.filter((d) => d.target === 'direct').map((d) => d.mibPerS));
-  const dlProxy = median(dl.filter((d) => d.target === 'proxy').map((d) => d.mibPerS));
+  const dlOf = (target: string) => median(dl.filter((d) => d.target === target).map((d) => d.mibPerS));
+  const dlDirect = dlOf('direct');
+  const dlProxy = dlOf('proxy');
   const download = {
     bytes: P.downloadBytes,
     directMiBps: dlDirect,
     proxyMiBps: dlProxy,
-    minimalMiBps: median(dl.filter((d) => d.target === 'minimal').map((d) => d.mibPerS)),
+    /** Each reference's median MiB/s, and that over direct's (the ratio the proxy's target uses). */
+    references: Object.fromEntries(refs.map((ref) => [ref.id, { mibPerS: dlOf(ref.id), ratio: dlOf(ref.id) / dlDirect }])),
     proxyCpuPct: median(dl.filter((d) => d.target === 'proxy').map((d) => d.cpuPct)),
     ratio: dlProxy / dlDirect,
     proxyRssGrowthMiB: Math.max(...dl.filter((d) => d.target === 'proxy').map((d) => d.growthMiB!)),
@@ -533,7 +604,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
 
   const proxyLogLines = await stopAndCountLog(proxy);
   await stopAndCountLog(shadow);
-  await stopProc(minimal.proc);
+  for (const ref of refs) await stopProc(ref.proc);
   if (nginx) await stopProc(nginx.proc, 5000, 'SIGQUIT');
 
   // ---- 6: memory over 1M requests, on a fresh proxy
@@ -551,13 +622,16 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   // ---- verdicts
   const shadowCost = 1 - shadowRatio.ratio;
   const targets: Target[] = [
-    target('throughput-get', 'proxy GET throughput vs the minimal Node proxy', ratios.GET.proxyVsMinimal.ratio, 1.2, 'min', '×', nginx ? `nginx ${ratios.GET.nginxVsMinimal!.ratio.toFixed(2)}×` : 'nginx skipped'),
-    target('throughput-post', 'proxy force-POST throughput vs the minimal Node proxy', ratios.POST.proxyVsMinimal.ratio, 1.2, 'min', '×', nginx ? `nginx ${ratios.POST.nginxVsMinimal!.ratio.toFixed(2)}×` : 'nginx skipped'),
+    ...NODE_REFERENCES.flatMap((ref) => (['GET', 'POST'] as const).map((method) => {
+      const nginxRatio = ratios[method][`nginxVs${ref.key}`];
+      return target(ref.targetIds[method], `proxy ${method === 'GET' ? 'GET' : 'force-POST'} throughput vs the ${ref.label}`, ratios[method][`proxyVs${ref.key}`]!.ratio, ref.minRatio, 'min', '×', nginxRatio ? `nginx ${nginxRatio.ratio.toFixed(2)}×` : 'nginx skipped');
+    })),
     target('latency-p50', `added median latency at ${P.rate} req/s`, latency.addedP50Ms, 0.3, 'max', 'ms'),
     target('latency-p99', `added p99 latency at ${P.rate} req/s`, latency.addedP99Ms, 2, 'max', 'ms'),
     target('routing-exact', 'decision time, 10,000 vs 10 routes (exact names)', routing.ratios.exact!.ratio, 1.2, 'max', '×', `lookup alone ${routing.ratios.exact!.lookup.toFixed(2)}×, like for like ${routing.ratios.exact!.likeForLike.toFixed(2)}×`),
     target('routing-mix', 'decision time, 10,000 vs 10 routes (globs/regexes mix)', routing.ratios.mix!.ratio, 1.2, 'max', '×', `lookup alone ${routing.ratios.mix!.lookup.toFixed(2)}×, like for like ${routing.ratios.mix!.likeForLike.toFixed(2)}×`),
-    target('download-throughput', `${fmtBytes(P.downloadBytes)} download through the proxy vs direct`, download.ratio, 0.8, 'min', '×'),
+    target('download-throughput', `${fmtBytes(P.downloadBytes)} download through the proxy vs direct`, download.ratio, 0.8, 'min', '×',
+      `references: ${NODE_REFERENCES.map((ref) => `${ref.short} ${download.references[ref.id]!.ratio.toFixed(2)}×`).join(', ')}`),
     target('download-memory', `proxy RSS growth during the ${fmtBytes(P.downloadBytes)} download`, download.proxyRssGrowthMiB, 64, 'max', 'MiB'),
     target('shadow-cost', 'client throughput lost to shadowing 100 % of GETs', shadowCost * 100, 20, 'max', '%'),
     // A copy dropped at the in-flight cap costs nothing: the cost above only counts if (nearly) every request was copied.
@@ -568,7 +642,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   // ---- report
   const load1 = os.loadavg();
   const result = {
-    schema: 1,
+    schema: 2,
     mode: P.mode,
     date: new Date().toISOString(),
     elapsedS: elapsed(),
@@ -856,11 +930,11 @@ async function runProfile(tmp: string, tools: Tools): Promise<void> {
 
 // ------------------------------------------------------------------ report
 type Result = {
-  throughput: Record<string, Record<string, { rps: number; p50Ms: number; p99Ms: number; cpuUsPerReq: number; errors: number; vsMinimal: number }>>;
-  ratios: { GET: { proxyVsMinimal: { ratio: number }; nginxVsMinimal: { ratio: number } | null }; POST: { proxyVsMinimal: { ratio: number }; nginxVsMinimal: { ratio: number } | null } };
+  throughput: Record<Method, Record<string, ThroughputRow>>;
+  ratios: Record<Method, Ratios>;
   shadow: { withoutRps: number; withRps: number; ratio: number; costPct: number; copiesPerRequest: number; shadowResults: Record<string, number> };
-  latency: { direct: { p50Ms: number; p99Ms: number }; proxy: { p50Ms: number; p99Ms: number }; minimal: { p50Ms: number; p99Ms: number }; addedP50Ms: number; addedP99Ms: number; minimalAddedP50Ms: number; minimalAddedP99Ms: number };
-  download: { directMiBps: number; proxyMiBps: number; minimalMiBps: number; proxyCpuPct: number; ratio: number; proxyRssGrowthMiB: number };
+  latency: { direct: { p50Ms: number; p99Ms: number }; proxy: { p50Ms: number; p99Ms: number }; addedP50Ms: number; addedP99Ms: number; references: Record<string, { p50Ms: number; p99Ms: number; addedP50Ms: number; addedP99Ms: number }> };
+  download: { directMiBps: number; proxyMiBps: number; references: Record<string, { mibPerS: number; ratio: number }>; proxyCpuPct: number; ratio: number; proxyRssGrowthMiB: number };
   memory: { firstAt: number; rssFirstMiB: number; totalAt: number; rssTotalMiB: number; growthMiB: number };
   routing: RoutingResult;
   targets: Target[];
@@ -871,20 +945,24 @@ type Result = {
 function flatMeasurements(r: Result, haveNginx: boolean): Record<string, number | null> {
   const m: Record<string, number | null> = {};
   for (const method of ['GET', 'POST'] as const) {
-    const targets = method === 'GET' ? ['direct', 'nginx', 'minimal', 'proxy', 'proxy-shadow'] : ['direct', 'nginx', 'minimal', 'proxy'];
-    for (const t of targets) {
-      const row = r.throughput[method]![t];
-      for (const k of ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerReq'] as const) m[`throughput.${method}.${t}.${k}`] = row ? row[k] : t === 'nginx' && !haveNginx ? null : NaN;
+    for (const { id } of rowsFor(method)) {
+      const row = r.throughput[method][id];
+      for (const k of ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerReq'] as const) m[`throughput.${method}.${id}.${k}`] = row ? row[k] : id === 'nginx' && !haveNginx ? null : NaN;
     }
-    m[`ratio.${method}.proxyVsMinimal`] = r.ratios[method].proxyVsMinimal.ratio;
-    m[`ratio.${method}.nginxVsMinimal`] = r.ratios[method].nginxVsMinimal?.ratio ?? null;
+    for (const ref of NODE_REFERENCES) {
+      for (const via of ['proxy', 'nginx']) m[`ratio.${method}.${via}Vs${ref.key}`] = r.ratios[method][`${via}Vs${ref.key}`]?.ratio ?? (via === 'nginx' && !haveNginx ? null : NaN);
+    }
+  }
+  for (const ref of NODE_REFERENCES) {
+    m[`latency.${ref.id}AddedP50Ms`] = r.latency.references[ref.id]?.addedP50Ms ?? NaN;
+    m[`latency.${ref.id}AddedP99Ms`] = r.latency.references[ref.id]?.addedP99Ms ?? NaN;
+    m[`download.${ref.id}MiBps`] = r.download.references[ref.id]?.mibPerS ?? NaN;
   }
   Object.assign(m, {
     'latency.direct.p50Ms': r.latency.direct.p50Ms, 'latency.direct.p99Ms': r.latency.direct.p99Ms,
     'latency.proxy.p50Ms': r.latency.proxy.p50Ms, 'latency.proxy.p99Ms': r.latency.proxy.p99Ms,
     'latency.addedP50Ms': r.latency.addedP50Ms, 'latency.addedP99Ms': r.latency.addedP99Ms,
-    'latency.minimalAddedP50Ms': r.latency.minimalAddedP50Ms, 'latency.minimalAddedP99Ms': r.latency.minimalAddedP99Ms,
-    'download.directMiBps': r.download.directMiBps, 'download.proxyMiBps': r.download.proxyMiBps, 'download.minimalMiBps': r.download.minimalMiBps, 'download.proxyCpuPct': r.download.proxyCpuPct, 'download.ratio': r.download.ratio, 'download.proxyRssGrowthMiB': r.download.proxyRssGrowthMiB,
+    'download.directMiBps': r.download.directMiBps, 'download.proxyMiBps': r.download.proxyMiBps, 'download.proxyCpuPct': r.download.proxyCpuPct, 'download.ratio': r.download.ratio, 'download.proxyRssGrowthMiB': r.download.proxyRssGrowthMiB,
     'shadow.withoutRps': r.shadow.withoutRps, 'shadow.withRps': r.shadow.withRps, 'shadow.ratio': r.shadow.ratio, 'shadow.costPct': r.shadow.costPct, 'shadow.copiesPerRequest': r.shadow.copiesPerRequest,
     'memory.rssFirstMiB': r.memory.rssFirstMiB, 'memory.rssTotalMiB': r.memory.rssTotalMiB, 'memory.growthMiB': r.memory.growthMiB,
     'accessLog.proxyLines': r.accessLog.proxyLines,
@@ -918,29 +996,34 @@ function printReport(r: Result, haveNginx: boolean): void {
   line(`RESULTS (${P.mode}${SMOKE ? ': tiny sizes, verdicts not judged' : ''})`);
   line('='.repeat(100));
   line(`\n1. Throughput: ${P.connections} connections, ${P.cycles} × ${P.sliceS} s slices per target, interleaved; proxies alone on cpu ${SERVER_CPU}, upstream + wrk on cpu ${LOAD_CPU}`);
-  line(`   ${'target'.padEnd(30)} | ${'GET req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${'×min'.padStart(5)} | ${'POST req/s'.padStart(10)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${'×min'.padStart(5)}`);
-  const labels: Record<string, string> = { direct: 'direct (upstream, no proxy)', nginx: 'nginx (keep-alive upstream)', minimal: 'minimal Node proxy (reference)', proxy: 'strangler-proxy', 'proxy-shadow': 'strangler-proxy, shadow 100%' };
-  for (const t of ['direct', 'nginx', 'minimal', 'proxy', 'proxy-shadow']) {
-    if (t === 'nginx' && !haveNginx) {
-      line(`   ${labels[t]!.padEnd(30)} | skipped: nginx not installed`);
+  const ratioColumns = NODE_REFERENCES.map((ref) => ref.column.padStart(5)).join(' ');
+  line(`   ${'target'.padEnd(30)} | ${'GET req/s'.padStart(9)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${ratioColumns} | ${'POST req/s'.padStart(10)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'µs/req'.padStart(6)} ${ratioColumns}`);
+  for (const { id, label } of THROUGHPUT_ROWS) {
+    if (id === 'nginx' && !haveNginx) {
+      line(`   ${label.padEnd(30)} | skipped: nginx not installed`);
       continue;
     }
-    const cell = (method: 'GET' | 'POST') => {
-      const row = r.throughput[method]![t];
+    const cell = (method: Method) => {
+      const row = r.throughput[method][id];
       const w = method === 'GET' ? 9 : 10;
-      if (!row) return `${'-'.padStart(w)} ${'-'.padStart(7)} ${'-'.padStart(7)} ${'-'.padStart(6)} ${'-'.padStart(5)}`;
-      return `${fmt(row.rps).padStart(w)} ${fmt(row.p50Ms, 2).padStart(7)} ${fmt(row.p99Ms, 2).padStart(7)} ${fmt(row.cpuUsPerReq).padStart(6)} ${fmt(row.vsMinimal, 2).padStart(5)}`;
+      const cells = row
+        ? [fmt(row.rps).padStart(w), fmt(row.p50Ms, 2).padStart(7), fmt(row.p99Ms, 2).padStart(7), fmt(row.cpuUsPerReq).padStart(6), ...NODE_REFERENCES.map((ref) => fmt(row[`vs${ref.key}`], 2).padStart(5))]
+        : ['-'.padStart(w), '-'.padStart(7), '-'.padStart(7), '-'.padStart(6), ...NODE_REFERENCES.map(() => '-'.padStart(5))];
+      return cells.join(' ');
     };
-    line(`   ${labels[t]!.padEnd(30)} | ${cell('GET')} | ${cell('POST')}`);
+    line(`   ${label.padEnd(30)} | ${cell('GET')} | ${cell('POST')}`);
   }
   line('   req/s, p50, p99 (wrk, closed loop): medians over slices; µs/req: CPU time of the server under test (direct: the upstream) per request,');
-  line('   from /proc; ×min: median over cycles of req/s ÷ the minimal proxy\'s req/s in the same cycle (what the targets use).');
+  line(`   from /proc; ${NODE_REFERENCES.map((ref) => `${ref.column} (the ${ref.short})`).join(', ')}: median over cycles of req/s ÷ that reference's req/s in the same cycle (what the targets use).`);
   line(`\n2. Added latency, GET at ${P.rate} req/s (open loop), median of ${P.rateCycles} × ${P.rateSliceS} s`);
   line(`   ${''.padEnd(30)} | ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}`);
   line(`   ${'direct'.padEnd(30)} | ${fmt(r.latency.direct.p50Ms, 3).padStart(8)} ${fmt(r.latency.direct.p99Ms, 3).padStart(8)}`);
   line(`   ${'through strangler-proxy'.padEnd(30)} | ${fmt(r.latency.proxy.p50Ms, 3).padStart(8)} ${fmt(r.latency.proxy.p99Ms, 3).padStart(8)}`);
   line(`   ${'added by the proxy'.padEnd(30)} | ${fmt(r.latency.addedP50Ms, 3).padStart(8)} ${fmt(r.latency.addedP99Ms, 3).padStart(8)}`);
-  line(`   ${'added by the minimal proxy'.padEnd(30)} | ${fmt(r.latency.minimalAddedP50Ms, 3).padStart(8)} ${fmt(r.latency.minimalAddedP99Ms, 3).padStart(8)}   (reference)`);
+  for (const ref of NODE_REFERENCES) {
+    const added = r.latency.references[ref.id];
+    line(`   ${`added by the ${ref.short}`.padEnd(30)} | ${fmt(added?.addedP50Ms, 3).padStart(8)} ${fmt(added?.addedP99Ms, 3).padStart(8)}   (reference)`);
+  }
   line(`\n3. Routing decision, decide() in-process, ${fmtCount(r.routing.distinctJobTypes)} job types (Zipf, top 10 = ${(r.routing.top10Share * 100).toFixed(0)} % of draws)`);
   line(`   ${'routes'.padEnd(16)} | ${'ns/decision'.padStart(11)} ${'matched'.padStart(8)} ${'default'.padStart(8)} ${'lookup'.padStart(7)} ${'1st sight'.padStart(10)} ${'routed'.padStart(7)} ${'parse ms'.padStart(9)}`);
   for (const c of r.routing.cases) line(`   ${`${fmtCount(c.routes)} ${c.mix}`.padEnd(16)} | ${fmt(c.nsPerDecision).padStart(11)} ${fmt(c.nsPerMatchedDecision).padStart(8)} ${fmt(c.nsPerUnmatchedDecision).padStart(8)} ${fmt(c.nsPerLookup).padStart(7)} ${fmtNs(c.nsPerColdDecision).padStart(10)} ${`${((c.matchedJobTypes / r.routing.distinctJobTypes) * 100).toFixed(0)}%`.padStart(7)} ${fmt(c.parseMs).padStart(9)}`);
@@ -948,7 +1031,7 @@ function printReport(r: Result, haveNginx: boolean): void {
   line('   to default; lookup: matchRoute() alone (memo + exact map + pattern scan) over the same stream; 1st sight: a job type not yet');
   line('   in the memo (the pattern scan); routed: share of the 2,000 job types a route matches; parse: parseConfig() of the whole file.');
   line(`\n4. ${fmtBytes(P.downloadBytes)} log download: direct ${fmt(r.download.directMiBps)} MiB/s, through the proxy ${fmt(r.download.proxyMiBps)} MiB/s (${fmt(r.download.ratio, 2)}×, proxy at ${fmt(r.download.proxyCpuPct)}% of a core),`);
-  line(`   through the minimal proxy ${fmt(r.download.minimalMiBps)} MiB/s (reference); proxy RSS growth ${fmt(r.download.proxyRssGrowthMiB, 1)} MiB`);
+  line(`   ${NODE_REFERENCES.map((ref) => `through the ${ref.short} ${fmt(r.download.references[ref.id]?.mibPerS)} MiB/s`).join(', ')} (references); proxy RSS growth ${fmt(r.download.proxyRssGrowthMiB, 1)} MiB`);
   line(`\n5. Shadow 100 % of GETs: ${fmt(r.shadow.withRps)} vs ${fmt(r.shadow.withoutRps)} req/s without (paired ratio ${fmt(r.shadow.ratio, 2)}, cost ${fmt(r.shadow.costPct, 1)} %); copies received by the mirror per request ${fmt(r.shadow.copiesPerRequest, 2)} (${Object.entries(r.shadow.shadowResults).map(([k, v]) => `${k} ${v}`).join(', ') || 'no shadow metrics'})`);
   line(`\n6. Memory: RSS ${fmt(r.memory.rssFirstMiB, 1)} MiB after ${fmtCount(r.memory.firstAt)} requests, ${fmt(r.memory.rssTotalMiB, 1)} MiB after ${fmtCount(r.memory.totalAt)} (growth ${fmt(r.memory.growthMiB, 1)} MiB)`);
   line(`\n   access log: ${fmtCount(r.accessLog.proxyLines)} lines written by the proxy for ${fmtCount(r.accessLog.proxyRequests)} measured requests (plus warm-up)`);
