@@ -182,3 +182,38 @@ describe('reliability: hostile backends', function () {
     );
   });
 });
+
+describe('reliability: a backend that closes keep-alive connections right after answering', function () {
+  this.timeout(FULL ? 240_000 : 60_000);
+
+  for (const when of ['with the answer', 'on the next turn'] as const) {
+    it(`(${when}) fails no force and runs none twice`, async () => {
+      const received = new Map<string, number>();
+      const server = rawServer((socket, _count, head) => {
+        const id = requestIdOf(head);
+        received.set(id, (received.get(id) ?? 0) + 1);
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${id.length + 2}\r\n\r\n"${id}"`);
+        // No `Connection: close` said: the next request may already be on its way.
+        if (when === 'with the answer') socket.end();
+        else setImmediate(() => socket.end());
+      });
+      const port = await listen(server);
+      const t = await startTestProxy(routesYaml({ buildbot: { url: `http://127.0.0.1:${port}`, legacy: true, extra: 'circuit: { failureThreshold: 0 }, health: { intervalMs: 0 }' } }), { quiet: true });
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+      try {
+        const forces = FULL ? 5_000 : 600;
+        const ids = Array.from({ length: forces }, () => freshId());
+        const answers = await Promise.all(
+          ids.map((id) => send(agent, `${t.url}/api/v2/forceschedulers/force`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: ['linux64-opt'] } }) })),
+        );
+        expect(answers.filter((a) => a.status !== 200).map((a) => `${a.status} ${a.body}`)).to.deep.equal([]);
+        expect(answers.map((a) => a.body)).to.deep.equal(ids.map((id) => `"${id}"`));
+        expect(ids.filter((id) => received.get(id) !== 1)).to.deep.equal([]);
+      } finally {
+        agent.destroy();
+        await t.close();
+        await closeServer(server);
+      }
+    });
+  }
+});
