@@ -96,6 +96,18 @@ function requestBody(req: IncomingMessage, peeked: PeekedBody | undefined, size:
   return counter;
 }
 
+/** Printable ASCII: a header value every client reads the same way. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * A job type as a response header value. Builder names are data from clients
+ * and the legacy master, not header values: a name with anything but printable
+ * ASCII (`ci-ő`, a control character) is sent percent-encoded as UTF-8.
+ */
+export function headerSafeJobType(jobType: string): string {
+  return PRINTABLE_ASCII.test(jobType) ? jobType : encodeURIComponent(jobType);
+}
+
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     try {
@@ -139,7 +151,7 @@ class Outcome {
   /** The proxy's own response headers: X-Request-Id always, X-Strangler-Backend and -Job-Type once known. */
   tags(backend: Backend | undefined): RawHeaders {
     const tags = ['x-request-id', this.requestId];
-    if (this.decision?.jobType !== undefined) tags.push('x-strangler-job-type', this.decision.jobType);
+    if (this.decision?.jobType !== undefined) tags.push('x-strangler-job-type', headerSafeJobType(this.decision.jobType));
     if (backend !== undefined) tags.push('x-strangler-backend', backend.name);
     return tags;
   }

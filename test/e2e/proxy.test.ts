@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import request from 'supertest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { freePort, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { echo, freePort, startUpstream, type TestUpstream } from '../support/upstream.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
 
 const ROUTES = `routes:
@@ -329,6 +329,48 @@ describe('e2e: proxy', function () {
       expect(reply).to.equal('legacy echoes hello');
       ws.close();
       wss.close();
+    });
+  });
+
+  describe('names from the legacy master are data, not headers', () => {
+    it('sends a builder name that is not printable ASCII percent-encoded in X-Strangler-Job-Type, and completes the request', async () => {
+      legacy.handle((_req, res, received) => {
+        if (received.url.startsWith('/api/v2/builders?')) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return void res.end(JSON.stringify({ builders: [{ builderid: 7, name: 'ci-\u0151' }, { builderid: 8, name: 'ci-\u0001-bell' }] }));
+        }
+        return echo('buildbot')(_req, res, received);
+      });
+      for (const [id, encoded] of [
+        [7, 'ci-%C5%91'],
+        [8, 'ci-%01-bell'],
+      ] as const) {
+        const res = await request(t.url).get(`/api/v2/builders/${id}/builds`).expect(200);
+        expect(res.headers['x-strangler-job-type']).to.equal(encoded);
+        expect(res.body.servedBy).to.equal('buildbot');
+      }
+    });
+  });
+
+  describe('a fault in the proxy itself', () => {
+    it('answers 500 INTERNAL, logs it with the request id, counts it, and keeps serving', async () => {
+      const decided = t.proxy.metrics.decided.bind(t.proxy.metrics);
+      t.proxy.metrics.decided = () => {
+        throw new Error('a bug in the proxy');
+      };
+      try {
+        const res = await request(t.url).get('/api/v2/builders/linux64-opt/builds').set('x-request-id', 'fault-1').expect(500);
+        expect(res.body).to.include({ code: 'INTERNAL' });
+        expect(res.headers['x-request-id']).to.equal('fault-1');
+      } finally {
+        t.proxy.metrics.decided = decided;
+      }
+      await request(t.url).get('/api/v2/builders/linux64-opt/builds').expect(200);
+      const line = t.logs().find((l) => l.message === 'unexpected error in request handling');
+      expect(line).to.include({ requestId: 'fault-1' });
+      expect(String(line!.error)).to.contain('a bug in the proxy');
+      const metrics = await request(t.adminUrl).get('/metrics').expect(200);
+      expect(metrics.text).to.match(/^strangler_internal_errors_total 1$/m);
     });
   });
 
