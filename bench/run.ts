@@ -112,7 +112,11 @@ interface NodeReference {
 }
 const NODE_REFERENCES: readonly NodeReference[] = [
   { id: 'minimal', key: 'Minimal', label: 'minimal Node proxy', short: 'minimal proxy', script: 'minimal-proxy.mjs', column: '×min', minRatio: 1.2, targetIds: { GET: 'throughput-get', POST: 'throughput-post' } },
+  // The product's own engine with nothing on it: what routing, metrics and the access log cost on top.
+  { id: 'undici', key: 'Undici', label: 'bare undici proxy', short: 'bare undici proxy', script: 'bare-undici-proxy.mjs', column: '×und', minRatio: 0.75, targetIds: { GET: 'throughput-get-undici', POST: 'throughput-post-undici' } },
 ];
+/** The undici the product and the bare undici proxy load (the repository's node_modules). */
+const UNDICI_VERSION = (JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules/undici/package.json'), 'utf8')) as { version: string }).version;
 
 /** The throughput table's rows, in order; the shadowing proxy is measured on GETs only. */
 const THROUGHPUT_ROWS: ReadonlyArray<{ id: string; label: string; getOnly?: true }> = [
@@ -368,7 +372,7 @@ async function main(): Promise<void> {
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strangler-bench-'));
   const tools = prepareTools(tmp);
-  log(`load generator: ${tools.loadgen.name} ${tools.loadgen.version}; nginx: ${tools.nginx ? `${tools.nginxVersion} (${tools.nginx})` : 'skipped'}`);
+  log(`load generator: ${tools.loadgen.name} ${tools.loadgen.version}; nginx: ${tools.nginx ? `${tools.nginxVersion} (${tools.nginx})` : 'skipped'}; undici ${UNDICI_VERSION}`);
   if (tools.nginxNote) log(`note: ${tools.nginxNote}`);
 
   try {
@@ -647,7 +651,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     date: new Date().toISOString(),
     elapsedS: elapsed(),
     machine: { cpus: NCPU, model: os.cpus()[0]?.model ?? null, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.type()} ${os.release()}`, loadAvgStart: load0.map(r3), loadAvgEnd: load1.map(r3) },
-    tools: { loadGenerator: `${lg.name} ${lg.version}`, nginx: tools.nginxVersion, nginxSkipped: tools.nginxNote },
+    tools: { loadGenerator: `${lg.name} ${lg.version}`, nginx: tools.nginxVersion, nginxSkipped: tools.nginxNote, undici: UNDICI_VERSION },
     code: codeVersion(),
     params: { ...P, getPath: GET_PATH, postPath: POST_PATH, postBodyBytes: Buffer.byteLength(POST_BODY), pinning: PIN ? { serversUnderTest: SERVER_CPU, upstreamsLoadgenBench: LOAD_CPU } : null },
     throughput,

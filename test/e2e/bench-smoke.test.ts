@@ -13,21 +13,23 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'proxy', 'proxy-shadow'], POST: ['direct', 'nginx', 'minimal', 'proxy'] } as const;
+const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'undici', 'proxy', 'proxy-shadow'], POST: ['direct', 'nginx', 'minimal', 'undici', 'proxy'] } as const;
+/** The Node reference proxies: each has a throughput row, paired ratios, an added latency and a download. */
+const REFERENCES = [{ id: 'minimal', key: 'Minimal' }, { id: 'undici', key: 'Undici' }];
 const ROUTING_CASES = ['exact-10', 'exact-1000', 'exact-10000', 'mix-10', 'mix-1000', 'mix-10000'];
-const TARGET_IDS = ['throughput-get', 'throughput-post', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth'];
+const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth'];
 
 /** Every measurement key the report stands on; nginx's may be null only when nginx could not be installed. */
 function expectedKeys(): string[] {
   const keys: string[] = [];
   for (const [method, targets] of Object.entries(THROUGHPUT_TARGETS)) {
     for (const t of targets) for (const k of ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerReq']) keys.push(`throughput.${method}.${t}.${k}`);
-    keys.push(`ratio.${method}.proxyVsMinimal`, `ratio.${method}.nginxVsMinimal`);
+    for (const { key } of REFERENCES) keys.push(`ratio.${method}.proxyVs${key}`, `ratio.${method}.nginxVs${key}`);
   }
+  for (const { id } of REFERENCES) keys.push(`latency.${id}AddedP50Ms`, `latency.${id}AddedP99Ms`, `download.${id}MiBps`);
   keys.push(
     'latency.direct.p50Ms', 'latency.direct.p99Ms', 'latency.proxy.p50Ms', 'latency.proxy.p99Ms', 'latency.addedP50Ms', 'latency.addedP99Ms',
-    'latency.minimalAddedP50Ms', 'latency.minimalAddedP99Ms',
-    'download.directMiBps', 'download.proxyMiBps', 'download.minimalMiBps', 'download.proxyCpuPct', 'download.ratio', 'download.proxyRssGrowthMiB',
+    'download.directMiBps', 'download.proxyMiBps', 'download.proxyCpuPct', 'download.ratio', 'download.proxyRssGrowthMiB',
     'shadow.withoutRps', 'shadow.withRps', 'shadow.ratio', 'shadow.costPct', 'shadow.copiesPerRequest',
     'memory.rssFirstMiB', 'memory.rssTotalMiB', 'memory.growthMiB', 'accessLog.proxyLines',
   );
@@ -108,8 +110,8 @@ describe('e2e: npm run bench -- --smoke', function () {
 
   it('prints every row of the table', () => {
     const rows = [
-      'direct (upstream, no proxy)', 'minimal Node proxy (reference)', 'strangler-proxy   ', 'strangler-proxy, shadow 100%',
-      'added by the proxy', 'added by the minimal proxy', '10 exact', '1,000 exact', '10,000 exact', '10 mix', '1,000 mix', '10,000 mix',
+      'direct (upstream, no proxy)', 'minimal Node proxy (reference)', 'bare undici proxy (reference)', 'strangler-proxy   ', 'strangler-proxy, shadow 100%',
+      'added by the proxy', 'added by the minimal proxy', 'added by the bare undici proxy', '10 exact', '1,000 exact', '10,000 exact', '10 mix', '1,000 mix', '10,000 mix',
       'log download', 'Shadow 100 % of GETs', '6. Memory', 'TARGETS',
       result.tools.nginx === null ? 'skipped: nginx not installed' : 'nginx (keep-alive upstream)',
     ];
