@@ -4,12 +4,11 @@
  * what was expected`, so the person who saved the file can fix it in one go.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import { StranglerError } from '../errors.js';
 import type { RoutingTable } from '../routing/table.js';
 import { compileConfig } from './compile.js';
+import { ConfigFileReader, readRegularFileSync } from './read.js';
 import { shapeProblems, validateShape, type PathSegment, type Problem, type RawConfig } from './schema.js';
 
 /** A routes.yaml is a page of rules; anything this big is a mistake, and parsing it would cost memory. */
@@ -29,26 +28,12 @@ export async function loadConfigFile(file: string, now: Date = new Date()): Prom
 }
 
 export function loadConfigFileSync(file: string, now: Date = new Date()): RoutingTable {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    throw unreadable(file, error);
-  }
-  return parseConfig(bytes, file, now);
+  return parseConfig(readRegularFileSync(file, MAX_CONFIG_BYTES), file, now);
 }
 
-export async function readConfigBytes(file: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (error) {
-    throw unreadable(file, error);
-  }
-}
-
-function unreadable(file: string, error: unknown): StranglerError {
-  const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
-  return new StranglerError('CONFIG_UNREADABLE', `${file}: cannot read the routes file: ${reason}`, { cause: error, details: { file } });
+/** A one-shot read of a routes file: regular files only, with a deadline (src/config/read.ts). */
+export function readConfigBytes(file: string): Promise<Buffer> {
+  return new ConfigFileReader(file, { maxBytes: MAX_CONFIG_BYTES }).read();
 }
 
 /** Parses, validates and compiles a whole file's bytes; throws CONFIG_INVALID listing every problem. */
@@ -64,7 +49,8 @@ export function parseConfig(bytes: Buffer, file: string, now: Date = new Date())
 
 function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTable {
   if (bytes.length > MAX_CONFIG_BYTES) {
-    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `the file is ${bytes.length} bytes; expected at most ${MAX_CONFIG_BYTES}` }]);
+    // Readers stop just past the limit, so the size of the file itself is not known here.
+    throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `the file is too large; expected at most ${MAX_CONFIG_BYTES} bytes` }]);
   }
   const text = bytes.toString('utf8');
   const lineCounter = new LineCounter();

@@ -11,7 +11,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { StranglerError } from '../errors.js';
 import type { RoutingTable } from '../routing/table.js';
-import { parseConfig, readConfigBytes } from './load.js';
+import { MAX_CONFIG_BYTES, parseConfig } from './load.js';
+import { ConfigFileReader } from './read.js';
 
 export type ReloadTrigger = 'startup' | 'file-change' | 'signal' | 'admin';
 
@@ -33,6 +34,10 @@ export interface ConfigStoreOptions {
   pollIntervalMs?: number;
   /** Quiet time after a change event before reading, so half-written files are not read. */
   debounceMs?: number;
+  /** Deadline of one read of the file; past it the reload fails and the old table stays. */
+  readTimeoutMs?: number;
+  /** Stands in for the read (tests: a read that never finishes). */
+  read?: (file: string, maxBytes: number) => Promise<Buffer>;
 }
 
 export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
@@ -44,7 +49,9 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
   private pollTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private running: Promise<ReloadEvent> | undefined;
-  private readonly options: Required<ConfigStoreOptions>;
+  private closed = false;
+  private readonly reader: ConfigFileReader;
+  private readonly options: Required<Pick<ConfigStoreOptions, 'pollIntervalMs' | 'debounceMs'>>;
 
   constructor(file: string, initial: RoutingTable, options: ConfigStoreOptions = {}) {
     super();
@@ -52,6 +59,11 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     this.table = initial;
     this.lastTriedHash = initial.source.hash;
     this.options = { pollIntervalMs: options.pollIntervalMs ?? 1000, debounceMs: options.debounceMs ?? 100 };
+    this.reader = new ConfigFileReader(file, {
+      maxBytes: MAX_CONFIG_BYTES,
+      ...(options.readTimeoutMs === undefined ? {} : { timeoutMs: options.readTimeoutMs }),
+      ...(options.read ? { read: options.read } : {}),
+    });
   }
 
   /** The table in force now. Read it once per request. */
@@ -77,7 +89,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     const at = new Date();
     let bytes: Buffer;
     try {
-      bytes = await readConfigBytes(this.file);
+      bytes = await this.reader.read();
     } catch (error) {
       return this.report({ result: 'failure', trigger, at, table: this.table, error: error as StranglerError }, onlyIfChanged);
     }
@@ -88,7 +100,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
       // A change seen mid-save (an editor truncates, then writes) reads as a broken file: look again
       // once the writer is likely done, and judge what is there then.
       await new Promise((r) => setTimeout(r, this.options.debounceMs));
-      const again = await readConfigBytes(this.file).catch(() => bytes);
+      const again = await this.reader.read().catch(() => bytes);
       if (!again.equals(bytes)) {
         bytes = again;
         hash = createHash('sha256').update(bytes).digest('hex');
@@ -97,6 +109,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     }
     this.lastTriedHash = hash;
     if (!attempt.ok) return this.report({ result: 'failure', trigger, at, hash, table: this.table, error: attempt.error });
+    if (this.closed) return { result: 'failure', trigger, at, hash, table: this.table, error: new StranglerError('CONFIG_UNREADABLE', `${this.file}: not applied: the store is closed`) };
     const previous = this.table;
     this.table = attempt.table;
     return this.report({ result: 'success', trigger, at, hash, table: attempt.table, previous });
@@ -111,6 +124,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
   }
 
   private report(event: ReloadEvent, quietIfRepeated = false): ReloadEvent {
+    if (this.closed) return event; // shutting down: a late result changes nothing and tells no one
     // An unreadable file found by polling is reported once, then again only when it changes.
     if (quietIfRepeated && event.hash === undefined) {
       if (this.lastTriedHash === 'unreadable') return event;
@@ -143,7 +157,12 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     this.pollTimer.unref();
   }
 
+  /**
+   * Stops following the file. Never waits: a read or parse still under way is
+   * abandoned, and its result is neither applied nor reported.
+   */
   close(): void {
+    this.closed = true;
     this.watcher?.close();
     clearInterval(this.pollTimer);
     clearTimeout(this.debounceTimer);

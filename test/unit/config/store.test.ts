@@ -1,5 +1,6 @@
 /** The config store on a real filesystem: the ways editors and Kubernetes replace a file. */
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -90,6 +91,45 @@ describe('config/store: ConfigStore', () => {
     expect(backendOfA(s)).to.equal('buildbot');
     writeFileSync(file, routesTo('taskservice'));
     await waitFor(() => backendOfA(s) === 'taskservice', 2000, 'the file coming back');
+  });
+
+  it('refuses a FIFO put in place of the file, keeps the old table, and takes a regular file again', async () => {
+    const file = path.join(dir, 'routes.yaml');
+    writeFileSync(file, routesTo('buildbot'));
+    const { store: s, events } = open(file);
+    execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+    renameSync(path.join(dir, 'pipe'), file); // nobody ever writes to it: a blocking read would wait for good
+    await waitFor(() => events.find((e) => e.result === 'failure'), 2000, 'the refused FIFO');
+    expect(events[0]!.error?.code).to.equal('CONFIG_UNREADABLE');
+    expect(events[0]!.error?.message).to.equal(`${file}: cannot read the routes file: it is a FIFO (named pipe); expected a regular file`);
+    expect(backendOfA(s)).to.equal('buildbot');
+    // Asked directly, it says the same, at once.
+    expect((await s.reload('signal')).error?.message).to.contain('it is a FIFO (named pipe)');
+
+    unlinkSync(file);
+    writeFileSync(file, routesTo('taskservice'));
+    await waitFor(() => backendOfA(s) === 'taskservice', 2000, 'the regular file again');
+  });
+
+  it('fails a reload whose read hangs after its deadline, and closes without waiting for it', async () => {
+    const file = path.join(dir, 'routes.yaml');
+    writeFileSync(file, routesTo('buildbot'));
+    let reads = 0;
+    const s = new ConfigStore(file, loadConfigFileSync(file), { readTimeoutMs: 100, read: () => (reads++, new Promise<Buffer>(() => undefined)) });
+    store = s;
+    const events: ReloadEvent[] = [];
+    s.on('reload', (e) => events.push(e));
+    const event = await s.reload('signal');
+    expect(event.result).to.equal('failure');
+    expect(event.error?.message).to.contain('the read did not finish within 0.1 s');
+    expect(s.current().routes[0]?.targets[0]?.backend).to.equal('buildbot');
+    // The hung read is still outstanding: the next reload fails at once, without a second read.
+    expect((await s.reload('signal')).error?.message).to.contain('an earlier read has not finished');
+    expect(reads).to.equal(1);
+    const started = Date.now();
+    s.close();
+    expect(Date.now() - started).to.be.lessThan(50);
+    expect(events.map((e) => e.result)).to.deep.equal(['failure', 'failure']);
   });
 
   it('reloads on request even when nothing changed (SIGHUP, admin)', async () => {
