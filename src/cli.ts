@@ -21,14 +21,15 @@ import { BuilderDirectory } from './ingress/builder-directory.js';
 import { Upstream } from './upstream/upstream.js';
 import type { RoutingTable } from './routing/table.js';
 
-const SERVE_FLAGS = `  -c, --config FILE        the routes file, followed for changes            STRANGLER_CONFIG   ./routes.yaml
-      --port N             the proxy's port (0: any free one)               PORT               ${DEFAULT_PORT}
-      --host ADDR          the proxy's address (0.0.0.0: every interface)   HOST               0.0.0.0
-      --admin-port N       /metrics, /healthz, /readyz, status page, API    ADMIN_PORT         ${DEFAULT_ADMIN_PORT}
-      --admin-host ADDR    the admin listener's address                     ADMIN_HOST         127.0.0.1
-      --log-level L        error, warn, info or debug                       LOG_LEVEL          info
-      --log-format F       json, or pretty for a terminal                   LOG_FORMAT         json
-      --protect-admin-reads  the admin API's reads need the token too        STRANGLER_ADMIN_PROTECT_READS=1`;
+const SERVE_FLAGS = `  -c, --config FILE        the routes file, followed for changes (STRANGLER_CONFIG; ./routes.yaml)
+      --port N             the proxy's port, 0 for any free one (PORT; ${DEFAULT_PORT})
+      --host ADDR          the proxy's address (HOST; 0.0.0.0: every IPv4 interface)
+      --admin-port N       /metrics, /healthz, /readyz, the status page and API (ADMIN_PORT; ${DEFAULT_ADMIN_PORT})
+      --admin-host ADDR    the admin listener's address (ADMIN_HOST; 127.0.0.1)
+      --log-level L        error, warn, info or debug (LOG_LEVEL; info)
+      --log-format F       json, or pretty for a terminal (LOG_FORMAT; json)
+      --protect-admin-reads
+                           the admin API's reads need the token too (STRANGLER_ADMIN_PROTECT_READS=1)`;
 
 /** What each command says to `COMMAND --help`, and the options it takes (besides --help). */
 const COMMANDS = {
@@ -39,7 +40,7 @@ const COMMANDS = {
 Runs the proxy: each request goes to the backend routes.yaml names for its job type. A saved
 change to the file applies to the next request; an invalid one is rejected and the old routes stay.
 
-Options (flag, environment variable, default; the flag wins):
+Options (in brackets: the environment variable, and the default; a flag wins over its variable):
 ${SERVE_FLAGS}
   -h, --help               this help
 
@@ -196,6 +197,10 @@ function configPath(values: Values, positional?: string): string {
   return path.resolve(positional ?? values.config ?? process.env.STRANGLER_CONFIG ?? 'routes.yaml');
 }
 
+function hostOf(values: Values): string {
+  return values.host || process.env.HOST || '0.0.0.0';
+}
+
 function portOf(flag: string | undefined, env: string | undefined, fallback: number, name: string): number {
   const text = flag ?? env;
   if (text === undefined || text === '') return fallback;
@@ -219,16 +224,24 @@ async function serve(values: Values): Promise<Strangler> {
     throw usageError('--protect-admin-reads / STRANGLER_ADMIN_PROTECT_READS needs STRANGLER_ADMIN_TOKEN set: without a token nobody could read the admin API');
   }
   const logger = createLogger({ ...(level ? { level } : {}), ...(format ? { format } : {}) });
-  const proxy = await startStrangler({
-    configFile: configPath(values),
-    port: portOf(values.port, process.env.PORT, DEFAULT_PORT, '--port / PORT'),
-    adminPort: portOf(values['admin-port'], process.env.ADMIN_PORT, DEFAULT_ADMIN_PORT, '--admin-port / ADMIN_PORT'),
-    host: values.host ?? process.env.HOST ?? '0.0.0.0',
-    adminHost: values['admin-host'] ?? process.env.ADMIN_HOST ?? '127.0.0.1',
-    logger,
-    ...(adminToken ? { adminToken } : {}),
-    protectAdminReads,
-  });
+  let proxy: Strangler;
+  try {
+    proxy = await startStrangler({
+      configFile: configPath(values),
+      port: portOf(values.port, process.env.PORT, DEFAULT_PORT, '--port / PORT'),
+      adminPort: portOf(values['admin-port'], process.env.ADMIN_PORT, DEFAULT_ADMIN_PORT, '--admin-port / ADMIN_PORT'),
+      host: hostOf(values),
+      adminHost: values['admin-host'] || process.env.ADMIN_HOST || '127.0.0.1',
+      logger,
+      ...(adminToken ? { adminToken } : {}),
+      protectAdminReads,
+      guardUnhandledRejections: true,
+    });
+  } catch (error) {
+    if (!isStranglerError(error, 'LISTEN_FAILED')) throw error;
+    const which = error.details.listener === 'admin' ? '--admin-port or ADMIN_PORT' : '--port or PORT';
+    throw new StranglerError('LISTEN_FAILED', `${error.message}; choose another port with ${which}`, { cause: error, details: error.details });
+  }
   // SECURITY: says whether a token is set, never the token.
   logger.info('admin API access', {
     posts: adminToken ? 'enabled: bearer token required' : 'disabled: set STRANGLER_ADMIN_TOKEN to enable POST /reload and POST /explain',
@@ -396,7 +409,6 @@ async function loadAll(files: string[]): Promise<RoutingTable[] | undefined> {
 }
 
 async function plan(positionals: string[], values: Values): Promise<number> {
-  if (values.config !== undefined) throw usageError('plan takes the files as arguments: plan CURRENT.yaml NEW.yaml, or plan --admin URL NEW.yaml');
   const extra = values['job-type'] ?? [];
   for (const name of extra) if (!name) throw usageError('--job-type needs a job type name');
   let report;
@@ -454,63 +466,109 @@ async function plan(positionals: string[], values: Values): Promise<number> {
 }
 
 /**
- * Two stand-in backends on the ports routes.yaml names, and the proxy in
+ * A stand-in backend on each port routes.yaml names, and the proxy in
  * front of them: a first run that shows routing working, nothing else needed.
  */
 async function demo(values: Values): Promise<void> {
   const file = configPath(values);
   const table = await loadConfigFile(file);
   const builderNames = ['linux64-opt', 'linux64-debug', 'win32-debug', 'android-api-15-test', 'android-api-16-test', 'mac-opt'];
-  const standins: StandinBackend[] = [];
   for (const backend of table.backends.values()) {
-    const url = new URL(backend.url);
-    if (!['127.0.0.1', 'localhost'].includes(url.hostname)) {
-      throw new StranglerError('USAGE', `demo: backend ${backend.name} (${backend.url}) is not on this machine; the demo starts stand-ins on 127.0.0.1 ports only`);
-    }
-    try {
-      standins.push(await startStandinBackend({ name: backend.name, builders: builderNames, port: Number(url.port || 80) }));
-    } catch (error) {
-      throw new StranglerError('USAGE', `demo: cannot start the ${backend.name} stand-in on ${backend.url}: ${(error as Error).message} (is something else using that port?)`);
+    if (!['127.0.0.1', 'localhost'].includes(new URL(backend.url).hostname)) {
+      throw usageError(`demo: backend ${backend.name} (${backend.url}) is not on this machine; the demo starts stand-ins on 127.0.0.1 ports only`);
     }
   }
-  const proxy = await serve({ ...values, 'log-format': values['log-format'] ?? process.env.LOG_FORMAT ?? 'pretty' });
+  const standins: StandinBackend[] = [];
+  // Whatever fails to start, nothing started before it is left listening (it would keep the process running).
+  const closeStandins = () => Promise.all(standins.map((s) => s.close()));
+  let proxy: Strangler;
+  try {
+    for (const backend of table.backends.values()) {
+      const url = new URL(backend.url);
+      const port = Number(url.port || 80);
+      try {
+        standins.push(await startStandinBackend({ name: backend.name, builders: builderNames, port }));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const why = code === 'EADDRINUSE' ? 'the port is already in use' : (error as Error).message;
+        throw new StranglerError('LISTEN_FAILED', `demo: cannot start the ${backend.name} stand-in on 127.0.0.1:${port}: ${why}${code ? ` (${code})` : ''}; stop what uses it, or give the demo a routes file with other ports (--config)`, { cause: error });
+      }
+    }
+    proxy = await serve({ ...values, 'log-format': values['log-format'] ?? process.env.LOG_FORMAT ?? 'pretty' });
+  } catch (error) {
+    await closeStandins();
+    throw error;
+  }
   const p = proxy.proxyUrl;
+  const host = hostOf(values);
+  const everywhere = host === '0.0.0.0' ? 'every IPv4 interface' : host === '::' ? 'every interface' : undefined;
+  const config = file === path.resolve('routes.yaml') ? '' : ` --config ${file}`;
   console.log(`
-strangler-proxy demo — the proxy in front of two stand-in backends that answer like Buildbot
-  proxy:     ${p}        (routes: ${file})
-  status:    ${proxy.adminUrl}/          (metrics: ${proxy.adminUrl}/metrics)
+strangler-proxy demo — the proxy in front of stand-in backends that answer like Buildbot
+  proxy:     ${p}${everywhere ? `  (listening on ${everywhere}, port ${new URL(p).port})` : ''}
+  status:    ${proxy.adminUrl}/  (metrics: ${proxy.adminUrl}/metrics)
+  routes:    ${file}
 ${standins.map((s) => `  stand-in:  ${s.name.padEnd(12)} ${s.url}${table.backends.get(s.name)?.legacy ? '  (legacy)' : ''}`).join('\n')}
 
 Try (X-Strangler-Backend says who answered):
   curl -si ${p}/api/v2/builders/linux64-opt | grep -i '^x-strangler'
   curl -si ${p}/api/v2/builders/win32-debug | grep -i '^x-strangler'
-  npx strangler-proxy explain POST /api/v2/forceschedulers/force --body-file <(echo '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["linux64-opt"]}}')
+  npx strangler-proxy explain${config} POST /api/v2/forceschedulers/force --body-file <(echo '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["linux64-opt"]}}')
 
 Edit ${path.basename(file)} and save: the next request follows the new routes. Ctrl-C stops the demo.
 `);
-  const closeStandins = () => void Promise.all(standins.map((s) => s.close()));
-  process.on('exit', closeStandins);
+  process.on('exit', () => void closeStandins());
+}
+
+/** A parseArgs complaint in one line: Node's unknown-option message goes on about positionals starting with "-". */
+function argsMessage(error: unknown): string {
+  const { code, message } = error as { code?: string; message?: string };
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${/'([^']+)'/.exec(message ?? '')?.[1] ?? message}`;
+  return (message ?? String(error)).split('\n')[0]!;
 }
 
 export async function main(argv: string[]): Promise<number | undefined> {
+  // Which command this is, before the strict parse, so that even a usage error can say where its help is.
+  const first = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false }).positionals[0];
+  const named = isCommand(first) ? first : undefined;
+  try {
+    return await run(argv);
+  } catch (error) {
+    if (!isStranglerError(error, 'USAGE')) throw error;
+    const help = named === undefined || named === 'help' ? 'strangler-proxy --help' : `strangler-proxy ${named} --help`;
+    throw new StranglerError('USAGE', `${error.message} (see ${help})`, { cause: error });
+  }
+}
+
+async function run(argv: string[]): Promise<number | undefined> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
-    throw usageError((error as Error).message);
+    throw usageError(argsMessage(error));
   }
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
+  if (values.version) {
+    console.log(`strangler-proxy ${packageVersion()} (Node.js ${process.version})`);
     return 0;
   }
   const [command = 'serve', ...rest] = positionals;
+  if (!isCommand(command)) throw usageError(`unknown command "${command}"; the commands are ${Object.keys(COMMANDS).join(', ')}`);
+  if (values.help) {
+    console.log(positionals.length === 0 ? USAGE : COMMANDS[command].help);
+    return 0;
+  }
+  const allowed: readonly string[] = COMMANDS[command].options;
+  for (const option of Object.keys(values)) {
+    if (!allowed.includes(option)) throw usageError(`${command} does not take --${option}`);
+  }
   switch (command) {
     case 'serve':
       if (rest.length) throw usageError(`serve takes no arguments, got "${rest.join(' ')}"`);
       await serve(values);
       return undefined; // keeps running
     case 'validate':
+      if (rest.length > 1) throw usageError(`validate takes one FILE, got ${rest.length}`);
       return validate(rest, values);
     case 'explain':
       return explain(rest, values);
@@ -519,13 +577,17 @@ export async function main(argv: string[]): Promise<number | undefined> {
     case 'plan':
       return plan(rest, values);
     case 'demo':
+      if (rest.length) throw usageError(`demo takes no arguments, got "${rest.join(' ')}"`);
       await demo(values);
       return undefined;
-    case 'help':
-      console.log(USAGE);
+    case 'help': {
+      if (rest.length > 1) throw usageError(`help takes one COMMAND, got "${rest.join(' ')}"`);
+      const topic = rest[0];
+      if (topic === undefined) console.log(USAGE);
+      else if (isCommand(topic)) console.log(COMMANDS[topic].help);
+      else throw usageError(`no help for "${topic}": the commands are ${Object.keys(COMMANDS).join(', ')}`);
       return 0;
-    default:
-      throw usageError(`unknown command "${command}"`);
+    }
   }
 }
 

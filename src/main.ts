@@ -40,6 +40,12 @@ export interface StartOptions {
   /** How long a client has to send its request headers (default 30 s). */
   clientHeadersTimeoutMs?: number;
   pollIntervalMs?: number;
+  /**
+   * Log and count promise rejections nobody handled instead of letting Node
+   * exit on them (the command sets it; tests running the proxy in-process
+   * keep their runner's own handling).
+   */
+  guardUnhandledRejections?: boolean;
 }
 
 export interface Strangler {
@@ -63,6 +69,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const store = new ConfigStore(options.configFile, initial, { pollIntervalMs: options.pollIntervalMs ?? 1000 });
   const metrics = new ProxyMetrics();
   metrics.tableLoaded(initial);
+  const unguard = options.guardUnhandledRejections ? guardUnhandledRejections(logger, metrics) : () => undefined;
   const upstream = new Upstream();
   const health = new HealthMonitor(upstream);
   health.on('probe', (state) => {
@@ -205,11 +212,28 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       });
       await upstream.close();
       logger.flushAccess();
+      unguard();
     },
   };
 }
 
 /** Listens, or rejects with LISTEN_FAILED naming the listener, the address and why. */
+/**
+ * The last resort for a rejection no code awaited: one bug must not take every
+ * job type, both backends and all clients down, so it is logged in full and
+ * counted (strangler_internal_errors_total), and the process keeps serving.
+ * Errors inside request handling are caught closer, with their request id
+ * (src/ingress/handler.ts).
+ */
+export function guardUnhandledRejections(logger: Logger, metrics: ProxyMetrics): () => void {
+  const onRejection = (reason: unknown): void => {
+    metrics.internalErrors.inc();
+    logger.error('unhandled rejection', { error: (reason as Error)?.stack ?? String(reason) });
+  };
+  process.on('unhandledRejection', onRejection);
+  return () => process.off('unhandledRejection', onRejection);
+}
+
 function listen(server: Server, port: number, host: string, listener: 'proxy' | 'admin'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const failed = (error: NodeJS.ErrnoException) => reject(listenFailed(error, listener, host, port));
