@@ -217,7 +217,6 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   };
 }
 
-/** Listens, or rejects with LISTEN_FAILED naming the listener, the address and why. */
 /**
  * The last resort for a rejection no code awaited: one bug must not take every
  * job type, both backends and all clients down, so it is logged in full and
@@ -234,6 +233,7 @@ export function guardUnhandledRejections(logger: Logger, metrics: ProxyMetrics):
   return () => process.off('unhandledRejection', onRejection);
 }
 
+/** Listens, or rejects with LISTEN_FAILED naming the listener, the address and why. */
 function listen(server: Server, port: number, host: string, listener: 'proxy' | 'admin'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const failed = (error: NodeJS.ErrnoException) => reject(listenFailed(error, listener, host, port));
