@@ -1,8 +1,15 @@
-/** The `strangler-proxy` command as users run it: the built bin, in a child process. */
+/**
+ * The `strangler-proxy` command as users run it: the built bin, in a child process.
+ *
+ * Commands run in test/fixtures, so "./routes.yaml" is the tests' own copy of the example: the
+ * routes.yaml at the repository root belongs to whoever edits it (the README says to), and the
+ * variables that would point the command elsewhere (STRANGLER_CONFIG, PORT, ...) are cleared.
+ */
 import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,16 +19,39 @@ import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'dist', 'cli.js');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The environment without the variables the command reads, so a developer's shell cannot change what a test sees. */
+const ENV: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => !/^(STRANGLER_.*|PORT|ADMIN_PORT|HOST|ADMIN_HOST|LOG_LEVEL|LOG_FORMAT)$/.test(name)),
+);
 
 function run(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: FIXTURES, env: { ...ENV, ...env }, encoding: 'utf8', timeout: 20_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** A real listener on 127.0.0.1 holding a port, for the commands that must not start on it. */
+async function occupyPort(): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** Whether a port on 127.0.0.1 can be listened on, i.e. nothing holds it any more. */
+async function canListen(port: number): Promise<boolean> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 /** As run, without blocking this process: for commands that ask a proxy running in this very process. */
 function runAsync(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: FIXTURES, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -42,7 +72,27 @@ describe('e2e: command line', function () {
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'strangler-cli-'));
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => {
+    stopChildren();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const children: ChildProcess[] = [];
+  const stopChildren = () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+
+  /** A command that keeps running (serve, demo), in the test's folder; its stdout and stderr together. */
+  function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+    let output = '';
+    const c = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    children.push(c);
+    // 'close', not 'exit': by then all of its output has arrived.
+    const exited = new Promise<number | null>((resolve) => c.on('close', (code) => resolve(code)));
+    return { child: c, output: () => output, exited };
+  }
 
   const write = (name: string, text: string) => {
     const file = path.join(dir, name);
@@ -51,10 +101,18 @@ describe('e2e: command line', function () {
   };
 
   describe('validate', () => {
-    it('exits 0 on the repository routes.yaml', () => {
+    it('exits 0 on the example routes.yaml (the tests\' copy, found as ./routes.yaml)', () => {
       const r = run(['validate', 'routes.yaml']);
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.match(/routes\.yaml: valid — 2 backends \(legacy: buildbot, default: buildbot\), 3 routes/);
+      expect(r.stdout).to.contain(`${path.join(FIXTURES, 'routes.yaml')}: valid — 2 backends (legacy: buildbot, default: buildbot), 3 routes`);
+      expect(run(['validate']).stdout, 'the default file').to.equal(r.stdout);
+    });
+
+    it('exits 0 on the routes.yaml the repository ships, as committed (not the working copy a user edits)', function () {
+      const shipped = spawnSync('git', ['show', 'HEAD:routes.yaml'], { cwd: ROOT, encoding: 'utf8' });
+      if (shipped.status !== 0) return this.skip(); // not a git checkout (an installed package)
+      const r = run(['validate', write('shipped.yaml', shipped.stdout)]);
+      expect(r.code, r.stderr).to.equal(0);
     });
 
     it('exits 1 with file, line, column, field and reason on an invalid file', () => {
@@ -70,11 +128,74 @@ describe('e2e: command line', function () {
       expect(run(['validate'], { STRANGLER_CONFIG: file }).code).to.equal(0);
     });
 
-    it('exits 2 on a usage error', () => {
+    it('exits 2 on a usage error, in one line that says where the help is', () => {
       const r = run(['frobnicate']);
       expect(r.code).to.equal(2);
-      expect(r.stderr).to.contain('unknown command "frobnicate"');
-      expect(r.stderr).to.contain('Usage:');
+      expect(r.stderr).to.equal('unknown command "frobnicate"; the commands are serve, validate, explain, routes, plan, demo, help (see strangler-proxy --help)\n');
+      expect(r.stdout).to.equal('');
+    });
+  });
+
+  describe('--help, help, --version', () => {
+    const COMMAND_NAMES = ['serve', 'validate', 'explain', 'routes', 'plan', 'demo', 'help'];
+
+    it('--help, -h and help print the synopsis of every command and exit 0', () => {
+      const r = run(['--help']);
+      expect(r.code, r.stderr).to.equal(0);
+      for (const name of COMMAND_NAMES.slice(1)) expect(r.stdout).to.contain(`strangler-proxy ${name}`);
+      expect(r.stdout).to.contain('strangler-proxy --version');
+      expect(run(['-h']).stdout).to.equal(r.stdout);
+      expect(run(['help']).stdout).to.equal(r.stdout);
+    });
+
+    it('COMMAND --help and help COMMAND print that command\'s usage and options and exit 0, without running it', function () {
+      this.timeout(120_000); // three processes per command
+      const expected: Record<string, string[]> = {
+        serve: ['Usage: strangler-proxy [serve]', '--config FILE', '--port N', '--host ADDR', '--admin-port N', '--admin-host ADDR', '--log-level', '--log-format', '--protect-admin-reads', 'STRANGLER_ADMIN_TOKEN', 'SIGHUP'],
+        validate: ['Usage: strangler-proxy validate [FILE]', '--config FILE', 'Exit codes: 0 valid, 1 invalid'],
+        explain: ['Usage: strangler-proxy explain', 'METHOD PATH', '--header', '--body-file FILE', '--json'],
+        routes: ['Usage: strangler-proxy routes', '--config FILE', '--admin URL', '--json'],
+        plan: ['Usage: strangler-proxy plan CURRENT.yaml NEW.yaml', 'plan --admin URL NEW.yaml', '--job-type NAME', 'Exit codes: 0 no change, 3 changes'],
+        demo: ['Usage: strangler-proxy demo', 'stand-in', '--port N', '--admin-port N'],
+        help: ['Usage: strangler-proxy help [COMMAND]'],
+      };
+      for (const name of COMMAND_NAMES) {
+        const r = run([name, '--help']);
+        expect(r.code, `${name} --help: ${r.stderr}`).to.equal(0);
+        for (const text of expected[name]!) expect(r.stdout, `${name} --help`).to.contain(text);
+        expect(run([name, '-h']).stdout, `${name} -h`).to.equal(r.stdout);
+        expect(run(['help', name]).stdout, `help ${name}`).to.equal(r.stdout);
+      }
+      // Help wins over whatever else is on the line: nothing is started, nothing is required.
+      expect(run(['explain', '--help']).code).to.equal(0);
+      expect(run(['serve', '--port', '1', '--help']).stdout).to.contain('Usage: strangler-proxy [serve]');
+    });
+
+    it('--version and -v print the package version and exit 0', () => {
+      const r = run(['--version']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal(`strangler-proxy ${VERSION} (Node.js ${process.version})\n`);
+      expect(run(['-v']).stdout).to.equal(r.stdout);
+    });
+
+    it('an unknown option, or one the command does not take, is one line and exit 2', function () {
+      this.timeout(60_000);
+      const cases: Array<[string[], string]> = [
+        [['--frobnicate'], "unknown option --frobnicate (see strangler-proxy --help)"],
+        [['validate', '--frobnicate'], "unknown option --frobnicate (see strangler-proxy validate --help)"],
+        [['routes', '-x'], "unknown option -x (see strangler-proxy routes --help)"],
+        [['validate', '--port', '8010'], "validate does not take --port (see strangler-proxy validate --help)"],
+        [['plan', '--config', 'a.yaml', 'b.yaml'], "plan does not take --config (see strangler-proxy plan --help)"],
+        [['serve', '--json'], "serve does not take --json (see strangler-proxy serve --help)"],
+        [['serve', '--port'], "Option '--port <value>' argument missing (see strangler-proxy serve --help)"],
+        [['serve', '--port', 'eighty'], '--port / PORT must be a port number (0-65535), got "eighty" (see strangler-proxy serve --help)'],
+        [['help', 'frobnicate'], 'no help for "frobnicate": the commands are serve, validate, explain, routes, plan, demo, help (see strangler-proxy --help)'],
+      ];
+      for (const [args, message] of cases) {
+        const r = run(args);
+        expect(r.code, args.join(' ')).to.equal(2);
+        expect(r.stderr, args.join(' ')).to.equal(`${message}\n`);
+      }
     });
   });
 
@@ -112,26 +233,16 @@ describe('e2e: command line', function () {
   });
 
   describe('serve', () => {
-    let child: ChildProcess | undefined;
     let upstream: TestUpstream;
     beforeEach(async () => {
       upstream = await startUpstream('legacy');
     });
     afterEach(async () => {
-      if (child && child.exitCode === null) child.kill('SIGKILL');
-      child = undefined;
+      stopChildren();
       await upstream.close();
     });
 
-    function serve(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-      let output = '';
-      const c = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-      c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-      c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-      child = c;
-      const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
-      return { child: c, output: () => output, exited };
-    }
+    const serve = start;
 
     it('takes the admin token from STRANGLER_ADMIN_TOKEN (POSTs need it; STRANGLER_ADMIN_PROTECT_READS=1 guards reads) and never logs it', async () => {
       const token = `cli-token-${randomBytes(12).toString('hex')}`;
@@ -175,6 +286,52 @@ describe('e2e: command line', function () {
       expect(s.output()).to.contain(`${file}:2:3: backends: no legacy backend`);
     });
 
+    it('exits 1 in one line, leaving nothing listening, when the admin port is taken (never serves without /metrics and /healthz)', async () => {
+      const taken = await occupyPort();
+      try {
+        const port = await freePort();
+        const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
+        const s = serve(['--config', file, '--port', String(port), '--host', '127.0.0.1', '--admin-port', String(taken.port), '--log-level', 'error']);
+        // Before the fix the proxy kept running without its admin listener; the timeout says so instead of hanging.
+        const code = await Promise.race([s.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10_000))]);
+        expect(code, s.output()).to.equal(1);
+        expect(s.output()).to.equal(`cannot listen for the admin API on 127.0.0.1:${taken.port}: the port is already in use (EADDRINUSE); choose another port with --admin-port or ADMIN_PORT\n`);
+        expect(await canListen(port), 'the proxy port was let go').to.equal(true);
+      } finally {
+        await taken.close();
+      }
+    });
+
+    it('exits 1 in one line when the proxy port is taken, on the default host 0.0.0.0 too', async () => {
+      const taken = await occupyPort();
+      try {
+        const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
+        const s = serve(['--config', file, '--port', String(taken.port), '--admin-port', '0', '--log-level', 'error']);
+        expect(await s.exited, s.output()).to.equal(1);
+        expect(s.output()).to.equal(`cannot listen for the proxy on 0.0.0.0:${taken.port}: the port is already in use (EADDRINUSE); choose another port with --port or PORT\n`);
+        const byEnv = serve([], { STRANGLER_CONFIG: file, PORT: String(taken.port), HOST: '127.0.0.1', ADMIN_PORT: '0', LOG_LEVEL: 'error' });
+        expect(await byEnv.exited, byEnv.output()).to.equal(1);
+        expect(byEnv.output()).to.contain(`cannot listen for the proxy on 127.0.0.1:${taken.port}`);
+        expect(byEnv.output()).not.to.match(/^\s+at /m);
+      } finally {
+        await taken.close();
+      }
+    });
+
+    it('says the addresses it really listens on: the port --port 0 got, and 0.0.0.0 as every interface', async () => {
+      const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
+      const s = serve(['--config', file, '--port', '0', '--admin-port', '0']);
+      const banner = await waitFor(() => s.output().split('\n').find((l) => l.includes('strangler-proxy listening')), 10_000, 'the proxy to listen');
+      const line = JSON.parse(banner) as { proxy: string; admin: string; listening: { proxy: string; admin: string } };
+      const port = Number(new URL(line.proxy).port);
+      const adminPort = Number(new URL(line.admin).port);
+      expect(port).to.be.greaterThan(0);
+      expect(adminPort).to.be.greaterThan(0);
+      expect(line.listening).to.deep.equal({ proxy: `0.0.0.0:${port} (all IPv4 interfaces)`, admin: `127.0.0.1:${adminPort}` });
+      await request(line.proxy).get('/api/v2/builders/x').expect(200).expect('x-strangler-backend', 'legacy');
+      await request(line.admin).get('/healthz').expect(200);
+    });
+
     it('listens on --port/--admin-port (or PORT/ADMIN_PORT), reloads on SIGHUP, drains and exits 0 on SIGTERM', async () => {
       const [port, adminPort] = [await freePort(), await freePort()];
       const file = write('routes.yaml', routesYaml({ legacy: { url: upstream.url, legacy: true } }));
@@ -192,6 +349,61 @@ describe('e2e: command line', function () {
       s.child.kill('SIGTERM');
       expect(await s.exited).to.equal(0);
       expect(s.output()).to.contain('shutting down');
+    });
+  });
+
+  describe('demo', () => {
+    const demoRoutes = (buildbotPort: number, taskservicePort: number) =>
+      `backends:\n  buildbot: { url: http://127.0.0.1:${buildbotPort}, legacy: true }\n  taskservice: { url: http://127.0.0.1:${taskservicePort} }\nroutes:\n  - jobType: linux64-*\n    backend: taskservice\n`;
+
+    it('starts a stand-in on each port of its routes file and the proxy in front; prints the ports it really got; stops on SIGTERM', async () => {
+      const [a, b] = [await freePort(), await freePort()];
+      const file = write('demo.yaml', demoRoutes(a, b));
+      const s = start(['demo', '--config', file, '--port', '0', '--admin-port', '0']);
+      await waitFor(() => s.output().includes('Ctrl-C stops the demo'), 10_000, 'the demo banner');
+      const proxyUrl = /^ {2}proxy: +(http:\/\/\S+)/m.exec(s.output())?.[1];
+      const adminUrl = /^ {2}status: +(http:\/\/\S+?)\//m.exec(s.output())?.[1];
+      expect(Number(new URL(proxyUrl!).port), s.output()).to.be.greaterThan(0);
+      expect(Number(new URL(adminUrl!).port), s.output()).to.be.greaterThan(0);
+      expect(s.output()).to.contain(`${proxyUrl}  (listening on every IPv4 interface, port ${new URL(proxyUrl!).port})`);
+      expect(s.output()).to.contain(`stand-in:  buildbot     http://127.0.0.1:${a}  (legacy)`);
+      // The explain line to copy reads the demo's own file, not ./routes.yaml.
+      expect(s.output()).to.contain(`npx strangler-proxy explain --config ${file} POST`);
+      const moved = await request(proxyUrl!).get('/api/v2/builders/linux64-opt').expect(200);
+      expect([moved.headers['x-strangler-backend'], moved.headers['x-served-by']]).to.deep.equal(['taskservice', 'taskservice']);
+      await request(proxyUrl!).get('/api/v2/builders/win32-debug').expect(200).expect('x-strangler-backend', 'buildbot');
+      await request(adminUrl!).get('/healthz').expect(200);
+      s.child.kill('SIGTERM');
+      expect(await s.exited).to.equal(0);
+      expect([await canListen(a), await canListen(b)]).to.deep.equal([true, true]);
+    });
+
+    it('exits 1 in one line when a stand-in\'s port is taken, and lets go of the stand-ins it started', async () => {
+      const taken = await occupyPort();
+      try {
+        const a = await freePort();
+        const s = start(['demo', '--config', write('demo.yaml', demoRoutes(a, taken.port)), '--port', '0', '--admin-port', '0']);
+        const code = await Promise.race([s.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10_000))]);
+        expect(code, s.output()).to.equal(1);
+        expect(s.output()).to.equal(`demo: cannot start the taskservice stand-in on 127.0.0.1:${taken.port}: the port is already in use (EADDRINUSE); stop what uses it, or give the demo a routes file with other ports (--config)\n`);
+        expect(await canListen(a)).to.equal(true);
+      } finally {
+        await taken.close();
+      }
+    });
+
+    it('exits 1 in one line when the proxy port is taken, and lets go of the stand-ins', async () => {
+      const taken = await occupyPort();
+      try {
+        const [a, b] = [await freePort(), await freePort()];
+        const s = start(['demo', '--config', write('demo.yaml', demoRoutes(a, b)), '--port', String(taken.port), '--admin-port', '0', '--log-level', 'error']);
+        const code = await Promise.race([s.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10_000))]);
+        expect(code, s.output()).to.equal(1);
+        expect(s.output()).to.equal(`cannot listen for the proxy on 0.0.0.0:${taken.port}: the port is already in use (EADDRINUSE); choose another port with --port or PORT\n`);
+        expect([await canListen(a), await canListen(b)]).to.deep.equal([true, true]);
+      } finally {
+        await taken.close();
+      }
     });
   });
 
@@ -325,7 +537,7 @@ describe('e2e: command line', function () {
         // An invalid new file: exit 1 before asking anything.
         const invalid = await runAsync(['plan', '--admin', t.adminUrl, write('broken.yaml', 'backends: [')]);
         expect(invalid.code).to.equal(1);
-        expect(invalid.stderr).to.match(/broken\.yaml:\d+:\d+: \(syntax\)/);
+        expect(invalid.stderr).to.match(/broken\.yaml:\d+:\d+: YAML syntax: /);
       } finally {
         await t?.close();
         await legacy.close();
