@@ -25,20 +25,28 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-/** Names in a Connection header (other than keep-alive/close) that apply to that hop only, or undefined. */
-function connectionTokens(values: string[] | undefined): Set<string> | undefined {
+/**
+ * SECURITY: names a Connection header can never remove, whoever sends it: the
+ * message's framing (RFC 9112 §6) and where it goes. `Connection: host` would
+ * otherwise send a request on without the Host it was routed by, and
+ * `Connection: content-length` would change how its body is delimited.
+ */
+const NEVER_PER_HOP = new Set(['host', 'content-length', 'transfer-encoding']);
+
+/** Names in a Connection header (other than keep-alive/close and {@link NEVER_PER_HOP}) that apply to that hop only, or undefined. */
+export function connectionTokens(values: string[] | undefined): Set<string> | undefined {
   if (values === undefined) return undefined;
   if (values.length === 1 && /^\s*(keep-alive|close)\s*$/i.test(values[0]!)) return undefined; // the usual one, no list to split
   const tokens = values
     .join(',')
     .split(',')
     .map((t) => t.trim().toLowerCase())
-    .filter((t) => t !== '' && t !== 'keep-alive' && t !== 'close');
+    .filter((t) => t !== '' && t !== 'keep-alive' && t !== 'close' && !NEVER_PER_HOP.has(t));
   return tokens.length > 0 ? new Set(tokens) : undefined;
 }
 
 /** Removes the headers a Connection header named (rare: a second pass only when there are any). */
-function dropPerHop(out: RawHeaders, perHop: Set<string> | undefined): RawHeaders {
+export function dropPerHop(out: RawHeaders, perHop: Set<string> | undefined): RawHeaders {
   if (perHop === undefined) return out;
   const kept: RawHeaders = [];
   for (let i = 0; i < out.length; i += 2) if (!perHop.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
@@ -95,7 +103,14 @@ export function upstreamHeaders(req: Pick<IncomingMessage, 'rawHeaders' | 'socke
     }
     out.push(name, value);
   }
-  const result = dropPerHop(out, connectionTokens(connection));
+  const perHop = connectionTokens(connection);
+  const result = dropPerHop(out, perHop);
+  // An earlier hop's X-Forwarded-* named in Connection is gone: the proxy's own takes its place.
+  if (perHop !== undefined) {
+    if (perHop.has('x-forwarded-for')) forwardedFor = undefined;
+    if (perHop.has('x-forwarded-proto')) hasProto = false;
+    if (perHop.has('x-forwarded-host')) hasForwardedHost = false;
+  }
   const client = clientAddress(req);
   result.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
   if (!hasProto) result.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');

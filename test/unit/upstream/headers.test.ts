@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { IncomingMessage } from 'node:http';
-import { endToEndResponseHeaders, upstreamHeaders, type RawHeaders } from '../../../src/upstream/headers.js';
+import fc from 'fast-check';
+import { connectionTokens, endToEndResponseHeaders, upstreamHeaders, type RawHeaders } from '../../../src/upstream/headers.js';
 
 function fakeRequest(rawHeaders: RawHeaders, remoteAddress = '::ffff:10.0.0.9'): Pick<IncomingMessage, 'rawHeaders' | 'socket'> {
   return { rawHeaders, socket: { remoteAddress } } as unknown as IncomingMessage;
@@ -43,5 +44,44 @@ describe('upstream/headers', () => {
   it("sends the backend's own Host when asked to, and extra headers as given", () => {
     const up = upstreamHeaders(fakeRequest(['Host', 'ci.test']), { requestId: 'r', backendHost: 'backend:8012', extra: ['x-strangler-shadow', '1'] });
     expect(asObject(up)).to.deep.include({ host: 'backend:8012', 'x-forwarded-host': 'ci.test', 'x-strangler-shadow': '1' });
+  });
+  describe('Connection never removes routing or framing headers', () => {
+    it('keeps Host when Connection names it, with or without other names', () => {
+      for (const connection of ['host', 'Host', 'keep-alive, HOST', 'x-hop, host ,close']) {
+        const up = asObject(upstreamHeaders(fakeRequest(['Host', 'ci.test', 'Connection', connection, 'X-Hop', '1', 'Accept', '*/*']), { requestId: 'r' }));
+        expect(up.host, connection).to.equal('ci.test');
+        expect(up['x-forwarded-host'], connection).to.equal('ci.test');
+        expect(up.accept, connection).to.equal('*/*');
+        if (connection.includes('x-hop')) expect(up).not.to.have.property('x-hop');
+      }
+    });
+
+    it('keeps Content-Length when Connection names it (the body keeps its framing)', () => {
+      const up = asObject(upstreamHeaders(fakeRequest(['Host', 'ci.test', 'Content-Length', '12', 'Connection', 'content-length, Transfer-Encoding']), { requestId: 'r' }));
+      expect(up['content-length']).to.equal('12');
+    });
+
+    it('keeps the framing of an answer whose Connection names Content-Length', () => {
+      const down = endToEndResponseHeaders({ connection: 'content-length, host, x-hop', 'content-length': '3', 'x-hop': '1' });
+      expect(down.list).to.deep.equal(['content-length', '3']);
+    });
+
+    it("puts the proxy's own X-Forwarded-* in place of those a Connection header named", () => {
+      const up = asObject(upstreamHeaders(fakeRequest(['Host', 'ci.test', 'X-Forwarded-For', '6.6.6.6', 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', 'evil.test', 'Connection', 'X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host']), { requestId: 'r' }));
+      expect(up).to.deep.include({ 'x-forwarded-for': '10.0.0.9', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'ci.test', host: 'ci.test' });
+    });
+
+    it('never lists host, content-length or transfer-encoding as per-hop, whatever the Connection values (property)', () => {
+      const token = fc.oneof(fc.constantFrom('host', 'HOST', 'Host', 'content-length', 'Content-Length', 'transfer-encoding', 'keep-alive', 'close', 'x-hop', 'upgrade', ''), fc.stringMatching(/^[A-Za-z-]{1,12}$/));
+      const value = fc.array(token, { maxLength: 6 }).chain((tokens) => fc.constantFrom(', ', ',', ' ,  ').map((sep) => tokens.join(sep)));
+      fc.assert(
+        fc.property(fc.array(value, { minLength: 1, maxLength: 3 }), (values) => {
+          const tokens = connectionTokens(values);
+          for (const never of ['host', 'content-length', 'transfer-encoding']) if (tokens?.has(never)) return false;
+          const up = asObject(upstreamHeaders(fakeRequest(['Host', 'ci.test', 'Content-Length', '2', ...values.flatMap((v) => ['Connection', v])]), { requestId: 'r' }));
+          return up.host === 'ci.test' && up['content-length'] === '2';
+        }),
+      );
+    });
   });
 });
