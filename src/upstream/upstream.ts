@@ -168,7 +168,7 @@ export class Upstream {
     const options: Dispatcher.DispatchOptions = {
       origin: backend.origin,
       path: backend.basePath + request.path,
-      method: request.method as Dispatcher.HttpMethod,
+      method: request.method,
       headers: request.headers,
       body: request.body,
       headersTimeout: request.timeoutMs ?? backend.responseTimeoutMs,
