@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
  * The `strangler-proxy` command: serve (the default), validate, explain,
- * routes, plan, demo. Exit codes: 0 success, 1 invalid routes file or failed
- * start (or, for routes/plan --admin, the running proxy could not be asked),
- * 2 usage error, 3 (plan only) the new file changes routing.
+ * routes, plan, demo, help; `COMMAND --help` and `--version` anywhere. Exit
+ * codes: 0 success, 1 invalid routes file or failed start (a port that cannot
+ * be listened on; or, for routes/plan --admin, the running proxy could not be
+ * asked), 2 usage error (one line, saying where the help is), 3 (plan only)
+ * the new file changes routing.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
