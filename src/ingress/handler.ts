@@ -21,7 +21,9 @@ import type { ForwardCall, RequestBody } from '../upstream/to-client.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
-import { peekBody, type PeekedBody } from './peek.js';
+import { BodyBudgetExceeded, peekBody, type PeekedBody } from './peek.js';
+import { BodyBudget, DEFAULT_MAX_HELD_BODY_BYTES, type BodyReservation } from './body-budget.js';
+import { BodyIdleTimer, DEFAULT_CLIENT_BODY_IDLE_TIMEOUT_MS, type BodyFault } from './body-timeout.js';
 
 export interface ProxyDeps {
   /** The routing table in force; called once per request. */
@@ -29,7 +31,7 @@ export interface ProxyDeps {
   upstream: Upstream;
   builders: BuilderDirectory;
   breakers: CircuitBreakers;
-  health: Pick<HealthMonitor, 'state'>;
+  health: Pick<HealthMonitor, 'isDown'>;
   shadower: Shadower;
   metrics: ProxyMetrics;
   traffic: TrafficStats;
@@ -40,7 +42,7 @@ export interface ProxyDeps {
 
 /** A backend takes requests unless its circuit is open or its health probes say it is down. */
 function isAvailable(deps: ProxyDeps, backend: Backend): boolean {
-  if (deps.health.state(backend.name)?.up === false) return false;
+  if (deps.health.isDown(backend.name)) return false;
   return deps.breakers.allow(backend);
 }
 
@@ -108,10 +110,16 @@ export function headerSafeJobType(jobType: string): string {
   return PRINTABLE_ASCII.test(jobType) ? jobType : encodeURIComponent(jobType);
 }
 
-export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
+/** What bounds a client's request body: how long it may stall, and how many of its bytes may be held in memory, across all requests. */
+export interface BodyLimits {
+  idle: BodyIdleTimer;
+  budget: BodyBudget;
+}
+
+export function createProxyHandler(deps: ProxyDeps, limits: BodyLimits = { idle: new BodyIdleTimer(DEFAULT_CLIENT_BODY_IDLE_TIMEOUT_MS), budget: new BodyBudget(DEFAULT_MAX_HELD_BODY_BYTES) }): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     try {
-      handle(deps, req, res);
+      handle(deps, limits, req, res);
     } catch (error) {
       deps.metrics.internalErrors.inc();
       deps.logger.error('unexpected error in request handling', { error: (error as Error)?.stack ?? String(error) });
@@ -192,7 +200,25 @@ function recordOutcome(deps: ProxyDeps, o: Outcome, res: ServerResponse): void {
   });
 }
 
-function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
+/** Whether a request says it has a body (node has already refused one with both or with broken framing headers). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** More than one Host line: node keeps the first in `req.headers` and drops the rest, so only the raw list tells. */
+export function hasDuplicateHost(rawHeaders: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (seen) return true;
+    seen = true;
+  }
+  return false;
+}
+
+function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: ServerResponse): void {
   const started = performance.now();
   const table = deps.currentTable();
   const method = req.method ?? 'GET';
@@ -201,23 +227,80 @@ function handle(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): voi
   const pathname = originTarget === undefined ? '' : queryAt === -1 ? originTarget : originTarget.slice(0, queryAt);
   const outcome = new Outcome(started, requestIdOf(req), method, pathname);
   if (deps.isDraining?.()) res.shouldKeepAlive = false; // node then sends Connection: close
-  res.once('close', () => recordOutcome(deps, outcome, res));
+  // The request's share of the held-body budget, taken while its body is read whole and given back when it ends, however it ends.
+  let held: BodyReservation | undefined;
+  res.once('close', () => {
+    held?.release();
+    recordOutcome(deps, outcome, res);
+  });
 
   if (originTarget === undefined) {
     outcome.status = 400;
     return sendError(res, 'BAD_REQUEST', 'the request target is not a path', outcome, undefined);
   }
-  const view: RequestView = { method, pathname, search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1), headers: req.headers, peekBody: (limit) => peekBody(req, limit) };
+  if (hasDuplicateHost(req.rawHeaders)) {
+    // SECURITY: RFC 9112 §3.2. Which Host a backend or another proxy on the way would believe is anyone's guess.
+    outcome.status = 400;
+    res.shouldKeepAlive = false;
+    return sendError(res, 'BAD_REQUEST', 'the request has more than one Host header', outcome, undefined);
+  }
+
+  // Until `forwarding`, nothing went to a backend: a body that stalls, breaks or does not fit is answered by the proxy.
+  let forwarding = false;
+  let refused = false;
+  let reading: AbortController | undefined;
+  const refuse = (code: ErrorCode, message: string, failureKind: string, keepAlive: boolean): void => {
+    refused = true;
+    reading?.abort();
+    outcome.status = ERROR_CODES[code].status;
+    outcome.failureKind = failureKind;
+    // Closing after a stalled or broken body; a refused one is read to its end and dropped, so the connection stays usable.
+    if (!keepAlive) res.shouldKeepAlive = false;
+    sendError(res, code, message, outcome, undefined);
+  };
+  if (hasBody(req)) {
+    limits.idle.watch(req, (fault: BodyFault) => {
+      if (fault === 'idle') deps.metrics.clientBodyTimeouts.inc({ phase: forwarding ? 'forwarding' : 'reading' });
+      if (!forwarding && !refused && !res.headersSent) {
+        if (fault === 'idle') return refuse('CLIENT_BODY_TIMEOUT', `the request body stalled: no byte for ${limits.idle.timeoutMs} ms`, 'client-body-timeout', false);
+        return refuse('BAD_REQUEST', 'the request body is malformed', 'client-malformed-body', false);
+      }
+      // Part of the request may be on its way to a backend, or an answer is out: cutting the connection is all that is
+      // left, and its close calls the backend exchange off (recordOutcome tells the call the client is gone).
+      if (!res.headersSent && outcome.status === 0) outcome.status = fault === 'idle' ? 408 : 400;
+      outcome.failureKind = fault === 'idle' ? 'client-body-timeout' : 'client-malformed-body';
+      req.socket.destroy();
+    });
+  }
+
+  const view: RequestView = {
+    method,
+    pathname,
+    search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1),
+    headers: req.headers,
+    peekBody: (limit) => peekBody(req, limit, { signal: (reading ??= new AbortController()).signal, reserve: (bytes) => (held ??= limits.budget.open()).reserve(bytes) }),
+  };
   // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
   const atOnce = factsAtOnce(view);
   const onFault = (error: unknown) => internalError(deps, res, outcome, error);
   if (atOnce !== undefined) {
+    forwarding = true;
     proxy(deps, req, res, table, originTarget, atOnce, outcome).catch(onFault);
     return;
   }
   gatherFacts(view, table, deps.builders).then(
-    (gathered) => proxy(deps, req, res, table, originTarget, gathered, outcome).catch(onFault),
-    () => {
+    (gathered) => {
+      if (refused) return;
+      forwarding = true;
+      proxy(deps, req, res, table, originTarget, gathered, outcome).catch(onFault);
+    },
+    (error: unknown) => {
+      if (refused) return;
+      if (error instanceof BodyBudgetExceeded) {
+        deps.metrics.busyRejections.inc();
+        res.setHeader('retry-after', '1');
+        return refuse('PROXY_BUSY', 'the proxy holds as many request bodies as it may right now; nothing was sent, retry shortly', 'proxy-busy', true);
+      }
       // Reading the body failed: the client hung up mid-body. Nobody is left to answer.
       outcome.failureKind = 'client-aborted';
       outcome.status = CLIENT_CLOSED;

@@ -66,6 +66,11 @@ export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; 
     return [...this.probes.values()].map((p) => ({ ...p.state }));
   }
 
+  /** True only when the probes have marked the backend down (asked once per request: no copy). */
+  isDown(name: string): boolean {
+    return this.probes.get(name)?.state.up === false;
+  }
+
   state(name: string): BackendHealthState | undefined {
     const probe = this.probes.get(name);
     return probe ? { ...probe.state } : undefined;
