@@ -16,7 +16,9 @@ export const ERROR_CODES = {
   BACKEND_BAD_RESPONSE: { status: 502, meaning: 'the backend answered with something that is not valid HTTP/1.1 (status line, header, framing); the request may have been received' },
   BACKEND_ERROR: { status: 502, meaning: 'the backend failed in another way' },
   INTERNAL: { status: 500, meaning: 'a fault in the proxy itself; logged with the request id and counted, the process keeps serving' },
-  BAD_REQUEST: { status: 400, meaning: 'the request could not be read (malformed URL, broken body)' },
+  BAD_REQUEST: { status: 400, meaning: 'the request could not be read (malformed URL, broken body, more than one Host header)' },
+  CLIENT_BODY_TIMEOUT: { status: 408, meaning: 'the client stalled its request body longer than the body idle timeout; nothing was sent to a backend' },
+  PROXY_BUSY: { status: 503, meaning: 'the request body did not fit the budget of body bytes the proxy holds in memory at once; nothing was sent to a backend' },
   USAGE: { status: 400, meaning: 'a command line was not understood' },
   LISTEN_FAILED: { status: 500, meaning: 'the proxy or admin listener could not bind its address (port in use, no permission); nothing is left listening' },
 } as const satisfies Record<string, { status: number; meaning: string }>;

@@ -130,6 +130,25 @@ export class ProxyMetrics {
     help: "Faults in the proxy's own request handling, caught by the last-resort guard: logged with the request id and answered 500 where nothing was sent yet.",
     registers: [this.registry],
   });
+  readonly clientBodyTimeouts = new Counter({
+    name: 'strangler_client_body_timeouts_total',
+    help: 'Request bodies that stalled longer than the body idle timeout, by phase: reading (nothing was sent to a backend; answered 408) or forwarding (part of the request may have gone to a backend; the connection was cut and the backend request aborted).',
+    labelNames: ['phase'] as const,
+    registers: [this.registry],
+  });
+  readonly busyRejections = new Counter({
+    name: 'strangler_busy_rejections_total',
+    help: 'Requests answered 503 PROXY_BUSY because their body did not fit the budget of request-body bytes held in memory; nothing was sent to a backend.',
+    registers: [this.registry],
+  });
+  /** Bytes held, read from the listener's budget when scraped. */
+  private heldBodyBytesSource: () => number = () => 0;
+  readonly heldBodyBytes: Gauge = new Gauge({
+    name: 'strangler_held_body_bytes',
+    help: 'Request-body bytes reserved in memory right now (force bodies read to find builder names), against the held-body budget.',
+    registers: [this.registry],
+    collect: (): void => this.heldBodyBytes.set(this.heldBodyBytesSource()),
+  });
   readonly unavailable = new Counter({
     name: 'strangler_unavailable_total',
     help: 'Requests answered 503 by the proxy because their backend was marked unavailable (circuit open or health probes failing) and no fallback applied.',
@@ -147,6 +166,8 @@ export class ProxyMetrics {
     // Both series exist from the start, so increase() sees the first failure too.
     this.reloads.inc({ result: 'success' }, 0);
     this.reloads.inc({ result: 'failure' }, 0);
+    this.clientBodyTimeouts.inc({ phase: 'reading' }, 0);
+    this.clientBodyTimeouts.inc({ phase: 'forwarding' }, 0);
   }
 
   /** Called whenever a routing table comes into force (startup and each good reload). */
@@ -207,6 +228,11 @@ export class ProxyMetrics {
   /** One shadow copy's result (match, mismatch, error, primary_failed, dropped, skipped_mutating, skipped_body); pre-aggregated. */
   shadowResult(backend: string, jobType: string, result: string): void {
     this.hot.shadowResult(backend, jobType, result);
+  }
+
+  /** Where the held-body-bytes gauge reads its value at scrape time. */
+  countHeldBodyBytesWith(source: () => number): void {
+    this.heldBodyBytesSource = source;
   }
 
   /** Where the shadow-copies-in-flight gauge reads its value at scrape time. */
