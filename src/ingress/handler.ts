@@ -229,8 +229,11 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
   if (deps.isDraining?.()) res.shouldKeepAlive = false; // node then sends Connection: close
   // The request's share of the held-body budget, taken while its body is read whole and given back when it ends, however it ends.
   let held: BodyReservation | undefined;
+  let unwatch: (() => void) | undefined;
   res.once('close', () => {
     held?.release();
+    // A body still coming after the answer (read and dropped) stays watched until it ends.
+    if (unwatch !== undefined && req.complete) unwatch();
     recordOutcome(deps, outcome, res);
   });
 
@@ -248,10 +251,10 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
   // Until `forwarding`, nothing went to a backend: a body that stalls, breaks or does not fit is answered by the proxy.
   let forwarding = false;
   let refused = false;
-  let reading: AbortController | undefined;
+  // A peek still under way when the request is refused ends with the connection (which every refusal but PROXY_BUSY
+  // closes, and that one comes from the peek itself); its outcome is ignored.
   const refuse = (code: ErrorCode, message: string, failureKind: string, keepAlive: boolean): void => {
     refused = true;
-    reading?.abort();
     outcome.status = ERROR_CODES[code].status;
     outcome.failureKind = failureKind;
     // Closing after a stalled or broken body; a refused one is read to its end and dropped, so the connection stays usable.
@@ -259,7 +262,7 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
     sendError(res, code, message, outcome, undefined);
   };
   if (hasBody(req)) {
-    limits.idle.watch(req, (fault: BodyFault) => {
+    unwatch = limits.idle.watch(req, (fault: BodyFault) => {
       if (fault === 'idle') deps.metrics.clientBodyTimeouts.inc({ phase: forwarding ? 'forwarding' : 'reading' });
       if (!forwarding && !refused && !res.headersSent) {
         if (fault === 'idle') return refuse('CLIENT_BODY_TIMEOUT', `the request body stalled: no byte for ${limits.idle.timeoutMs} ms`, 'client-body-timeout', false);
@@ -278,7 +281,7 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
     pathname,
     search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1),
     headers: req.headers,
-    peekBody: (limit) => peekBody(req, limit, { signal: (reading ??= new AbortController()).signal, reserve: (bytes) => (held ??= limits.budget.open()).reserve(bytes) }),
+    peekBody: (limit) => peekBody(req, limit, (bytes) => (held ??= limits.budget.open()).reserve(bytes)),
   };
   // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
   const atOnce = factsAtOnce(view);

@@ -26,29 +26,18 @@ export class BodyBudgetExceeded extends Error {
   }
 }
 
-export interface PeekOptions {
-  /**
-   * Reserves bytes the peek will hold against the held-body budget: a declared
-   * Content-Length at once, a chunked body as it arrives. False refuses the
-   * body ({@link BodyBudgetExceeded}).
-   */
-  reserve?: (bytes: number) => boolean;
-  /** Stops reading: the promise rejects with the signal's reason and the peek lets go of the request. */
-  signal?: AbortSignal;
-}
-
 /**
  * Rejects when the client breaks off the body (the caller answers nothing:
- * nobody is listening), when the body does not fit the held-body budget, or
- * when `signal` aborts. Plain 'data'/'end' listeners, not an async iterator:
- * every force call comes this way, and the iterator's machinery cost more
- * than reading the body.
+ * nobody is listening), or when the body does not fit the held-body budget:
+ * `reserve` is asked for the bytes the peek will hold, a declared
+ * Content-Length at once, a chunked body as it arrives, and false refuses the
+ * body ({@link BodyBudgetExceeded}). Plain 'data'/'end' listeners, not an
+ * async iterator: every force call comes this way, and the iterator's
+ * machinery cost more than reading the body.
  */
-export function peekBody(req: IncomingMessage, limit: number, options: PeekOptions = {}): Promise<PeekedBody> {
+export function peekBody(req: IncomingMessage, limit: number, reserve?: (bytes: number) => boolean): Promise<PeekedBody> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.resolve({ complete: false, body: req });
-  const { reserve, signal } = options;
-  if (signal?.aborted) return Promise.reject(signal.reason);
   // SECURITY: the bytes are reserved before any is read, so a declared body the budget cannot hold is never buffered.
   const declaredKnown = Number.isFinite(declared);
   if (declaredKnown && declared > 0 && reserve !== undefined && !reserve(declared)) return Promise.reject(new BodyBudgetExceeded());
@@ -61,7 +50,6 @@ export function peekBody(req: IncomingMessage, limit: number, options: PeekOptio
       req.off('end', onEnd);
       req.off('close', onClose);
       req.off('error', onClose);
-      signal?.removeEventListener('abort', onAbort);
     };
     const onData = (chunk: Buffer) => {
       if (!declaredKnown && reserve !== undefined && !reserve(chunk.length)) {
@@ -83,11 +71,6 @@ export function peekBody(req: IncomingMessage, limit: number, options: PeekOptio
       stop();
       reject(new ClientAbortedError());
     };
-    const onAbort = () => {
-      stop();
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort);
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('close', onClose);
