@@ -281,7 +281,8 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
     pathname,
     search: queryAt === -1 ? '' : originTarget.slice(queryAt + 1),
     headers: req.headers,
-    peekBody: (limit) => peekBody(req, limit, (bytes) => (held ??= limits.budget.open()).reserve(bytes)),
+    // A body larger than the whole budget could never be held: it goes unread, like one over the peek limit.
+    peekBody: (limit) => peekBody(req, limits.budget.limitBytes === 0 ? limit : Math.min(limit, limits.budget.limitBytes), (bytes) => (held ??= limits.budget.open()).reserve(bytes)),
   };
   // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
   const atOnce = factsAtOnce(view);

@@ -384,6 +384,22 @@ describe('reliability: hostile clients', function () {
     await stillServing(); // the budget back to 0 in there
   });
 
+  it('forwards a force larger than the whole budget unread, as one over the peek limit, rather than refusing it for ever', async () => {
+    const small = await startProxy(`backends:\n  buildbot: { url: ${legacy.url}, legacy: true }\n  taskservice: { url: ${next.url} }\nroutes:\n  - jobType: linux64-*\n    backend: taskservice\n`, { maxHeldBodyBytes: 1_000 });
+    try {
+      const id = newId('over-budget');
+      const body = forceBody('linux64-opt', 3_000);
+      const res = await send(agent, `${small.url}${FORCE}`, { method: 'POST', headers: { 'x-request-id': id, 'content-type': 'application/json' }, body });
+      expect(res.status, res.body).to.equal(200);
+      expect(JSON.parse(res.body)).to.include({ id, servedBy: 'buildbot', bodyBytes: Buffer.byteLength(body) });
+      const fits = newId('under-budget');
+      const routed = await send(agent, `${small.url}${FORCE}`, { method: 'POST', headers: { 'x-request-id': fits, 'content-type': 'application/json' }, body: forceBody('linux64-opt', 500) });
+      expect(JSON.parse(routed.body)).to.include({ id: fits, servedBy: 'taskservice' });
+    } finally {
+      await small.close();
+    }
+  });
+
   it('gives a request that reached a backend its answer when garbage follows it on the connection, then closes', async () => {
     for (const [what, request] of [
       ['force', (id: string) => forceHead(id, Buffer.byteLength(forceBody('linux64-opt'))) + forceBody('linux64-opt')],
