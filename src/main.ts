@@ -39,6 +39,10 @@ export interface StartOptions {
   protectAdminReads?: boolean;
   /** How long a client has to send its request headers (default 30 s). */
   clientHeadersTimeoutMs?: number;
+  /** Longest pause inside a request body (default 30 s; 0 = none); see ProxyServerOptions. */
+  clientBodyIdleTimeoutMs?: number;
+  /** Request-body bytes held in memory across all requests (default 64 MiB; 0 = no cap); see ProxyServerOptions. */
+  maxHeldBodyBytes?: number;
   pollIntervalMs?: number;
   /**
    * Log and count promise rejections nobody handled instead of letting Node
@@ -131,7 +135,11 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     }
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, { ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}) });
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, {
+    ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
+    ...(options.clientBodyIdleTimeoutMs !== undefined ? { clientBodyIdleTimeoutMs: options.clientBodyIdleTimeoutMs } : {}),
+    ...(options.maxHeldBodyBytes !== undefined ? { maxHeldBodyBytes: options.maxHeldBodyBytes } : {}),
+  });
   // A start that fails part-way (a port taken) leaves nothing behind: no listener, probe, timer or connection.
   const abandon = async () => {
     clearInterval(builderTimer);
