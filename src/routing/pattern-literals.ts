@@ -49,7 +49,7 @@ export function globLiterals(glob: string): PatternLiterals {
 
 /** For a regular expression route (RE2 syntax, src/config/regex.ts); only `^`/`$`-anchored plain text counts. */
 export function regexLiterals(source: string, flags: string): PatternLiterals {
-  if (flags !== '' || source.includes('|')) return NONE; // case-insensitive, or alternatives
+  if (flags !== '' || hasTopLevelAlternative(source)) return NONE; // case-insensitive, or alternatives of the whole
   // RE2's inline flags ((?i), (?m): ^ and $ at line ends) and \Q...\E quoting change what the plain text means.
   if (/\(\?[imsU-]/.test(source) || source.includes('\\Q')) return NONE;
   let prefix = '';
@@ -66,6 +66,36 @@ export function regexLiterals(source: string, flags: string): PatternLiterals {
     if (before < 0 || (before === 0 && source[0] === '^')) return NONE; // the whole pattern is plain text: leave it alone
   }
   return { prefix, suffix };
+}
+
+/**
+ * Whether `source` has a `|` outside every group: `a|b` does, `^x-(opt|debug)$`
+ * does not (its `x-` is still needed by every match). Escapes and character
+ * classes are skipped; an unbalanced `)` counts as top level.
+ */
+function hasTopLevelAlternative(source: string): boolean {
+  let depth = 0;
+  for (let i = 0; i < source.length; i++) {
+    const char = source[i];
+    if (char === '\\') i++;
+    else if (char === '[') i = classEnd(source, i);
+    else if (char === '(') depth++;
+    else if (char === ')') depth = Math.max(0, depth - 1);
+    else if (char === '|' && depth === 0) return true;
+  }
+  return false;
+}
+
+/** Index of the `]` closing the class opened at `open` (a leading `]` or `^]` is literal); the end if none. */
+function classEnd(source: string, open: number): number {
+  let i = open + 1;
+  if (source[i] === '^') i++;
+  if (source[i] === ']') i++;
+  for (; i < source.length; i++) {
+    if (source[i] === '\\') i++;
+    else if (source[i] === ']') return i;
+  }
+  return source.length;
 }
 
 /** `test`, preceded by the cheap literal check when the pattern has literals. */

@@ -27,6 +27,11 @@ describe('routing/pattern-literals', () => {
     expect(regexLiterals('^android-api-1[56]-', '')).to.deep.equal({ prefix: 'android-api-1', suffix: '' });
     expect(regexLiterals('^linux64-opt-talos-\\d+$', '')).to.deep.equal({ prefix: 'linux64-opt-talos-', suffix: '' });
     expect(regexLiterals('-(opt|debug)$', '')).to.deep.equal({ prefix: '', suffix: '' }); // alternatives
+    expect(regexLiterals('^linux64-(opt|debug)-\\d+$', '')).to.deep.equal({ prefix: 'linux64-', suffix: '' }); // alternatives inside a group
+    expect(regexLiterals('^a-(?:x|y)-mochitest$', '')).to.deep.equal({ prefix: 'a-', suffix: '-mochitest' });
+    expect(regexLiterals('^a-(x)|y-b$', '')).to.deep.equal({ prefix: '', suffix: '' }); // the | after the group splits the whole
+    expect(regexLiterals('^a-[(]|y$', '')).to.deep.equal({ prefix: '', suffix: '' }); // a ( in a class opens no group
+    expect(regexLiterals('^a-\\(|y$', '')).to.deep.equal({ prefix: '', suffix: '' }); // nor does an escaped one
     expect(regexLiterals('^WIN', 'i')).to.deep.equal({ prefix: '', suffix: '' }); // case-insensitive
     expect(regexLiterals('^ab?c', '')).to.deep.equal({ prefix: 'a', suffix: '' }); // b is optional
     expect(regexLiterals('[0-9]-nightly$', '')).to.deep.equal({ prefix: '', suffix: '-nightly' });
@@ -64,7 +69,7 @@ describe('routing/pattern-literals', () => {
   });
 
   it('never rules out a name a route regular expression matches (generated sources and names, RE2 syntax)', () => {
-    const token = fc.constantFrom('^', '$', 'a', 'b', 'c', '-', '1', '\\d', '\\x62', '\\x{61}', '\\141', '\\pL', '\\b', '\\$', '\\\\', 'a?', 'b*', 'c+', 'a{0,2}', 'b{2}', 'a{,2}', '(a)', '(?:ab)?', '(?P<n>a)', '(?i)', '(?m)', '(?s:.)', '\\Q', '\\E', '\\z', '\\A', '[ab]', '.', '.*', '|', 'A');
+    const token = fc.constantFrom('^', '$', 'a', 'b', 'c', '-', '1', '\\d', '\\x62', '\\x{61}', '\\141', '\\pL', '\\b', '\\$', '\\\\', 'a?', 'b*', 'c+', 'a{0,2}', 'b{2}', 'a{,2}', '(a)', '(?:ab)?', '(?P<n>a)', '(?i)', '(?m)', '(?s:.)', '\\Q', '\\E', '\\z', '\\A', '[ab]', '.', '.*', '|', 'A', '(', ')', '(a|b)', '(?:|c)', '[(]', '\\(', '\\)', '[|]');
     fc.assert(
       fc.property(fc.array(token, { minLength: 1, maxLength: 7 }), fc.constantFrom('' as const, 'i' as const), fc.array(names, { minLength: 1, maxLength: 20 }), (tokens, flags, candidates) => {
         const source = tokens.join('');
