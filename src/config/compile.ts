@@ -4,7 +4,7 @@
  * caller supplies where the file came from.
  */
 import picomatch from 'picomatch';
-import type { Backend, PatternKind, Route, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
+import type { Backend, PatternKind, Route, RouteTarget, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
 import { globLiterals, regexLiterals, withLiterals } from '../routing/pattern-literals.js';
 import { compileRouteRegex } from './regex.js';
 import type { Problem, RawConfig, RawRoute } from './schema.js';
@@ -23,6 +23,21 @@ export const DEFAULTS = {
 export type CompileResult = { ok: true; table: RoutingTable } | { ok: false; problems: Problem[] };
 
 export function compileConfig(raw: RawConfig, source: TableSource): CompileResult {
+  const steps = compileSteps(raw, source, raw.routes ?? []);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * {@link compileConfig} one route at a time: it pauses after each route, so
+ * that a caller can compile a file of thousands of patterns in slices between
+ * requests (src/config/off-thread.ts) and still get one table built whole.
+ * `rawRoutes` may be produced as they are needed, so that a large file's
+ * routes never all exist as parsed objects at once.
+ */
+export function* compileSteps(raw: Omit<RawConfig, 'routes'>, source: TableSource, rawRoutes: Iterable<RawRoute>): Generator<void, CompileResult, void> {
   const problems: Problem[] = [];
   const backends = compileBackends(raw, problems);
   const names = [...backends.keys()];
@@ -45,22 +60,29 @@ export function compileConfig(raw: RawConfig, source: TableSource): CompileResul
   }
 
   const routes: Route[] = [];
+  const exactRoutes = new Map<string, Route>();
+  const patternRoutes: Route[] = [];
   const seen = new Map<string, number>();
-  (raw.routes ?? []).forEach((rawRoute, index) => {
+  const shared = new SharedParts();
+  let index = 0;
+  for (const rawRoute of rawRoutes) {
     const earlier = seen.get(rawRoute.jobType);
     if (earlier !== undefined) {
       problems.push({ path: ['routes', index, 'jobType'], message: `duplicate rule: jobType "${rawRoute.jobType}" is already routed by routes[${earlier}]; expected each jobType once` });
-      return;
+    } else {
+      seen.set(rawRoute.jobType, index);
+      const route = compileRoute(rawRoute, index, backends, problems, shared);
+      if (route) {
+        routes.push(route);
+        if (route.kind === 'exact') exactRoutes.set(route.pattern, route);
+        else patternRoutes.push(route);
+      }
     }
-    seen.set(rawRoute.jobType, index);
-    const route = compileRoute(rawRoute, index, backends, problems);
-    if (route) routes.push(route);
-  });
+    index++;
+    yield;
+  }
 
   if (problems.length > 0 || !legacies[0] || !defaultBackend) return { ok: false, problems };
-
-  const exactRoutes = new Map<string, Route>();
-  for (const route of routes) if (route.kind === 'exact') exactRoutes.set(route.pattern, route);
 
   const table: RoutingTable = {
     backends,
@@ -74,7 +96,7 @@ export function compileConfig(raw: RawConfig, source: TableSource): CompileResul
     }),
     source: Object.freeze({ ...source }),
     exactRoutes,
-    patternRoutes: Object.freeze(routes.filter((r) => r.kind !== 'exact')),
+    patternRoutes: Object.freeze(patternRoutes),
     matchCache: new Map(),
     decisionCache: new Map(),
   };
@@ -126,7 +148,23 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
   return backends;
 }
 
-function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backend>, problems: Problem[]): Route | undefined {
+/**
+ * Frozen parts that many routes of one table have in common (one backend with
+ * weight 1, no sticky sources), built once: a file of thousands of routes then
+ * holds one object per route instead of several.
+ */
+class SharedParts {
+  private readonly single = new Map<string, readonly RouteTarget[]>();
+  readonly noSticky: readonly StickySource[] = Object.freeze([]);
+
+  singleTarget(backend: string): readonly RouteTarget[] {
+    let targets = this.single.get(backend);
+    if (!targets) this.single.set(backend, (targets = Object.freeze([Object.freeze({ backend, weight: 1 })])));
+    return targets;
+  }
+}
+
+function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backend>, problems: Problem[], shared: SharedParts): Route | undefined {
   const names = [...backends.keys()];
   const here = ['routes', index];
   const before = problems.length;
@@ -171,10 +209,10 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     index,
     pattern: raw.jobType,
     kind: pattern.kind,
-    targets: Object.freeze(targets.map((t) => Object.freeze(t))),
+    targets: hasBackend ? shared.singleTarget(raw.backend!) : Object.freeze(targets.map((t) => Object.freeze(t))),
     totalWeight,
     isSplit: hasSplit,
-    stickyBy: Object.freeze(stickyBy),
+    stickyBy: stickyBy.length === 0 ? shared.noSticky : Object.freeze(stickyBy),
     retries: raw.retries ?? 0,
     ...(raw.fallback ? { fallback: raw.fallback } : {}),
     ...(shadow ? { shadow } : {}),

@@ -38,6 +38,19 @@ export function readConfigBytes(file: string): Promise<Buffer> {
 
 /** Parses, validates and compiles a whole file's bytes; throws CONFIG_INVALID listing every problem. */
 export function parseConfig(bytes: Buffer, file: string, now: Date = new Date()): RoutingTable {
+  return parseConfigGuarded(bytes, file, now).table;
+}
+
+/**
+ * What {@link parseConfig} checks, for a thread that cannot hand the table
+ * itself over (its matchers are functions): the document, known to compile
+ * without a problem. Throws CONFIG_INVALID as parseConfig does.
+ */
+export function validateConfig(bytes: Buffer, file: string, now: Date = new Date()): RawConfig {
+  return parseConfigGuarded(bytes, file, now).raw;
+}
+
+function parseConfigGuarded(bytes: Buffer, file: string, now: Date): { raw: RawConfig; table: RoutingTable } {
   try {
     return parseConfigUnguarded(bytes, file, now);
   } catch (error) {
@@ -47,7 +60,7 @@ export function parseConfig(bytes: Buffer, file: string, now: Date = new Date())
   }
 }
 
-function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTable {
+function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): { raw: RawConfig; table: RoutingTable } {
   if (bytes.length > MAX_CONFIG_BYTES) {
     // Readers stop just past the limit, so the size of the file itself is not known here.
     throw invalid(file, [{ file, line: 1, column: 1, field: '(file)', message: `the file is too large; expected at most ${MAX_CONFIG_BYTES} bytes` }]);
@@ -108,7 +121,7 @@ function parseConfigUnguarded(bytes: Buffer, file: string, now: Date): RoutingTa
   const hash = createHash('sha256').update(bytes).digest('hex');
   const result = compileConfig(raw as RawConfig, { file, hash, loadedAt: now, text });
   if (!result.ok) throw invalid(file, locate(result.problems));
-  return result.table;
+  return { raw: raw as RawConfig, table: result.table };
 }
 
 /** The parser's message, minus advice meant for programmers calling it. */

@@ -3,7 +3,9 @@
  *
  * A reload parses, validates and compiles the whole file first and then swaps
  * one reference, so a request sees either the old table or the new one, never
- * a mix. A file that fails is reported and the old table stays.
+ * a mix. A file that fails is reported and the old table stays. A large file
+ * is parsed in a worker thread and compiled in slices, so that a reload never
+ * holds requests up for long (src/config/off-thread.ts).
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -12,6 +14,7 @@ import path from 'node:path';
 import { StranglerError } from '../errors.js';
 import type { RoutingTable } from '../routing/table.js';
 import { MAX_CONFIG_BYTES, parseConfig } from './load.js';
+import { OFF_THREAD_MIN_BYTES, parseConfigOffThread } from './off-thread.js';
 import { ConfigFileReader } from './read.js';
 
 export type ReloadTrigger = 'startup' | 'file-change' | 'signal' | 'admin';
@@ -50,6 +53,8 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
   private debounceTimer: NodeJS.Timeout | undefined;
   private running: Promise<ReloadEvent> | undefined;
   private closed = false;
+  /** Stops a parse under way when the store closes. */
+  private readonly closing = new AbortController();
   private readonly reader: ConfigFileReader;
   private readonly options: Required<Pick<ConfigStoreOptions, 'pollIntervalMs' | 'debounceMs'>>;
 
@@ -95,7 +100,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
     }
     let hash = createHash('sha256').update(bytes).digest('hex');
     if (onlyIfChanged && hash === this.lastTriedHash) return { result: 'success', trigger, at, hash, table: this.table };
-    let attempt = this.tryParse(bytes, at);
+    let attempt = await this.tryParse(bytes, hash, at);
     if (onlyIfChanged && !attempt.ok) {
       // A change seen mid-save (an editor truncates, then writes) reads as a broken file: look again
       // once the writer is likely done, and judge what is there then.
@@ -104,23 +109,29 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
       if (!again.equals(bytes)) {
         bytes = again;
         hash = createHash('sha256').update(bytes).digest('hex');
-        attempt = this.tryParse(bytes, at);
+        attempt = await this.tryParse(bytes, hash, at);
       }
     }
     this.lastTriedHash = hash;
     if (!attempt.ok) return this.report({ result: 'failure', trigger, at, hash, table: this.table, error: attempt.error });
-    if (this.closed) return { result: 'failure', trigger, at, hash, table: this.table, error: new StranglerError('CONFIG_UNREADABLE', `${this.file}: not applied: the store is closed`) };
+    if (this.closed) return { result: 'failure', trigger, at, hash, table: this.table, error: this.closedError() };
     const previous = this.table;
     this.table = attempt.table;
     return this.report({ result: 'success', trigger, at, hash, table: attempt.table, previous });
   }
 
-  private tryParse(bytes: Buffer, at: Date): { ok: true; table: RoutingTable } | { ok: false; error: StranglerError } {
+  /** A large file is parsed off the event loop (src/config/off-thread.ts); a small one costs less than a worker's start. */
+  private async tryParse(bytes: Buffer, hash: string, at: Date): Promise<{ ok: true; table: RoutingTable } | { ok: false; error: StranglerError }> {
     try {
-      return { ok: true, table: parseConfig(bytes, this.file, at) };
+      const table = bytes.length >= OFF_THREAD_MIN_BYTES ? await parseConfigOffThread(bytes, this.file, at, { hash, signal: this.closing.signal }) : parseConfig(bytes, this.file, at);
+      return { ok: true, table };
     } catch (error) {
       return { ok: false, error: error as StranglerError };
     }
+  }
+
+  private closedError(): StranglerError {
+    return new StranglerError('CONFIG_UNREADABLE', `${this.file}: not applied: the store is closed`);
   }
 
   private report(event: ReloadEvent, quietIfRepeated = false): ReloadEvent {
@@ -163,6 +174,7 @@ export class ConfigStore extends EventEmitter<{ reload: [ReloadEvent] }> {
    */
   close(): void {
     this.closed = true;
+    this.closing.abort(this.closedError());
     this.watcher?.close();
     clearInterval(this.pollTimer);
     clearTimeout(this.debounceTimer);

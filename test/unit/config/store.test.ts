@@ -132,6 +132,30 @@ describe('config/store: ConfigStore', () => {
     expect(events.map((e) => e.result)).to.deep.equal(['failure', 'failure']);
   });
 
+  it('applies a large file (parsed in a worker), and a close during its parse applies and reports nothing', async function () {
+    this.timeout(60_000);
+    const file = path.join(dir, 'routes.yaml');
+    writeFileSync(file, routesTo('buildbot'));
+    const large = (backend: string) => routesTo(backend) + Array.from({ length: 2000 }, (_, i) => `  - jobType: job-${i}\n    backend: ${backend}\n`).join('');
+    const s = new ConfigStore(file, loadConfigFileSync(file));
+    store = s;
+    const events: ReloadEvent[] = [];
+    s.on('reload', (e) => events.push(e));
+    writeFileSync(file, large('taskservice'));
+    expect((await s.reload('signal')).result).to.equal('success');
+    expect(s.current().routes).to.have.length(2001);
+    expect(backendOfA(s)).to.equal('taskservice');
+
+    writeFileSync(file, large('buildbot'));
+    const reloading = s.reload('signal');
+    await new Promise((r) => setTimeout(r, 20));
+    s.close();
+    const event = await reloading;
+    expect(event.result).to.equal('failure');
+    expect(backendOfA(s)).to.equal('taskservice');
+    expect(events).to.have.length(1);
+  });
+
   it('reloads on request even when nothing changed (SIGHUP, admin)', async () => {
     const file = path.join(dir, 'routes.yaml');
     writeFileSync(file, routesTo('buildbot'));
