@@ -6,7 +6,7 @@
  */
 export const ERROR_CODES = {
   CONFIG_INVALID: { status: 500, meaning: 'routes.yaml failed to parse or validate; the previous routes stay in force' },
-  CONFIG_UNREADABLE: { status: 500, meaning: 'routes.yaml could not be read (missing file, permissions)' },
+  CONFIG_UNREADABLE: { status: 500, meaning: 'routes.yaml could not be read (missing file, permissions, not a regular file, a read past its deadline)' },
   BACKEND_REFUSED: { status: 502, meaning: 'the backend refused the connection: nothing reached it' },
   BACKEND_DNS: { status: 502, meaning: "the backend's host name did not resolve: nothing reached it" },
   BACKEND_RESET: { status: 502, meaning: 'the connection to the backend broke after the request was sent; it may have been received' },
