@@ -82,6 +82,16 @@ describe('config/store: ConfigStore', () => {
     await waitFor(() => backendOfA(s) === 'taskservice', 2000, 'the fixed file');
   });
 
+  it('reports a YAML syntax error as file:line:column: YAML syntax: reason, the location once', async () => {
+    const file = path.join(dir, 'routes.yaml');
+    writeFileSync(file, routesTo('buildbot'));
+    const { store: s, events } = open(file);
+    writeFileSync(file, `${TWO_BACKENDS}routes:\n  - jobType: a\n   backend: buildbot\n`);
+    await waitFor(() => events.length === 1, 2000, 'the failed reload');
+    expect(events[0]!.error?.message).to.equal(`${file}:6:1: YAML syntax: Sequence item without - indicator`);
+    expect(backendOfA(s)).to.equal('buildbot');
+  });
+
   it('survives the file disappearing, and picks it up again', async () => {
     const file = path.join(dir, 'routes.yaml');
     writeFileSync(file, routesTo('buildbot'));
