@@ -8,7 +8,8 @@ import { createAdminApp, type BackendStatus } from './admin/app.js';
 import { ConfigHistory } from './config/history.js';
 import { explainRequest } from './explain.js';
 import { TrafficStats } from './metrics/traffic.js';
-import { planChanges } from './routing/plan.js';
+import { planSteps } from './routing/plan.js';
+import { runInSlices } from './config/slices.js';
 import { loadConfigFile } from './config/load.js';
 import { ConfigStore, type ReloadEvent, type ReloadTrigger } from './config/store.js';
 import { StranglerError } from './errors.js';
@@ -110,29 +111,41 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const builderTimer = setInterval(learnBuilders, 5 * 60_000);
   builderTimer.unref();
 
+  // A reload's bookkeeping (the plan in history, per-route metrics) runs in slices after the new table is in
+  // force: on a file of tens of thousands of routes it takes far longer than a request may wait.
+  let bookkeeping = Promise.resolve();
   store.on('reload', (event) => {
     metrics.reloads.inc({ result: event.result });
-    const plan = event.result === 'success' && event.previous ? planChanges(event.previous, event.table, metrics.knownJobTypeNames(), traffic.requestsByJobType('1h')) : undefined;
-    history.add({
-      at: event.at.toISOString(),
-      trigger: event.trigger,
-      result: event.result,
-      hash: event.hash ?? null,
-      error: event.error?.message ?? null,
-      moved: plan?.changes ?? [],
-      movedShareOfLastHour: plan?.movedShareOfTraffic ?? 0,
-    });
     if (event.result === 'success') {
       if (event.table.legacy.origin !== event.previous?.legacy.origin) learnBuilders();
-      metrics.tableLoaded(event.table);
       health.follow(event.table);
       breakers.retainOnly(event.table.backends.keys());
       showCircuits(event.table);
       upstream.retainOnly(event.table.backends.values());
       logger.info('routes reloaded', { file: store.file, trigger: event.trigger, hash: event.hash, routes: event.table.routes.length });
-    } else {
-      logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
     }
+    const previous = event.result === 'success' ? event.previous : undefined;
+    const jobTypes = previous ? metrics.knownJobTypeNames() : [];
+    const lastHour = previous ? traffic.requestsByJobType('1h') : new Map<string, number>();
+    bookkeeping = bookkeeping
+      .then(async () => {
+        const plan = previous ? await runInSlices(planSteps(previous, event.table, jobTypes, lastHour)) : undefined;
+        history.add({
+          at: event.at.toISOString(),
+          trigger: event.trigger,
+          result: event.result,
+          hash: event.hash ?? null,
+          error: event.error?.message ?? null,
+          moved: plan?.changes ?? [],
+          movedShareOfLastHour: plan?.movedShareOfTraffic ?? 0,
+        });
+        // A later reload may already be in force: only the table in force shapes the metrics.
+        if (event.result === 'success' && store.current() === event.table) await runInSlices(metrics.tableLoadedSteps(event.table));
+      })
+      .catch((error: unknown) => {
+        logger.error('reload bookkeeping failed', { error: (error as Error)?.stack ?? String(error) });
+      });
+    if (event.result !== 'success') logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
   });
 
   const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, {

@@ -16,6 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { StranglerError, type ErrorCode } from '../errors.js';
 import type { RoutingTable } from '../routing/table.js';
 import { compileSteps } from './compile.js';
+import { runInSlices } from './slices.js';
 import type { RawConfig, RawRoute } from './schema.js';
 
 /**
@@ -23,8 +24,6 @@ import type { RawConfig, RawRoute } from './schema.js';
  * milliseconds, less than starting a worker.
  */
 export const OFF_THREAD_MIN_BYTES = 8 * 1024;
-/** The longest the main thread works on a reload before letting requests through. */
-export const SLICE_MS = 5;
 
 export interface ParseRequest {
   bytes: Uint8Array;
@@ -39,7 +38,7 @@ export type ParseReply =
 
 /**
  * Parses, validates and compiles `bytes` as parseConfig (src/config/load.ts)
- * does, without holding the event loop for more than about {@link SLICE_MS}
+ * does, without holding the event loop for more than a slice ({@link runInSlices})
  * at a time. Throws the same CONFIG_INVALID errors; rejects with the signal's
  * reason when aborted (the worker is stopped). `hash`: the bytes' sha256, when
  * the caller has it already.
@@ -49,7 +48,6 @@ export async function parseConfigOffThread(bytes: Buffer, file: string, at: Date
   const reply = await parseInWorker({ bytes, file, at: at.getTime() }, signal);
   if (!reply.ok) throw new StranglerError(reply.code, reply.message, { details: reply.details });
 
-  const slices = new Slices(signal);
   const { routeChunks } = reply;
   // Each chunk is parsed when the compiler reaches it, so its objects are dropped young.
   function* routes(): Generator<RawRoute> {
@@ -57,28 +55,10 @@ export async function parseConfigOffThread(bytes: Buffer, file: string, at: Date
   }
   const hash = options.hash ?? createHash('sha256').update(bytes).digest('hex');
   const steps = compileSteps(reply.head, { file, hash, loadedAt: at, text: bytes.toString('utf8') }, routes());
-  for (;;) {
-    const step = steps.next();
-    if (step.done) {
-      if (step.value.ok) return step.value.table;
-      // The worker compiled the same document without a problem: reaching this is a bug, not a bad file.
-      throw new StranglerError('CONFIG_INVALID', `${file}: ${step.value.problems.map((p) => p.message).join('; ')}`, { details: { file } });
-    }
-    await slices.pause();
-  }
-}
-
-/** Yields to the event loop once the current slice has run for {@link SLICE_MS}. */
-class Slices {
-  private started = performance.now();
-  constructor(private readonly signal: AbortSignal | undefined) {}
-
-  async pause(): Promise<void> {
-    if (performance.now() - this.started < SLICE_MS) return;
-    await new Promise((resolve) => setImmediate(resolve));
-    this.signal?.throwIfAborted();
-    this.started = performance.now();
-  }
+  const result = await runInSlices(steps, signal);
+  if (result.ok) return result.table;
+  // The worker compiled the same document without a problem: reaching this is a bug, not a bad file.
+  throw new StranglerError('CONFIG_INVALID', `${file}: ${result.problems.map((p) => p.message).join('; ')}`, { details: { file } });
 }
 
 function parseInWorker(request: ParseRequest, signal: AbortSignal | undefined): Promise<ParseReply> {

@@ -33,10 +33,14 @@ export interface RequestRecord {
   responseBytes: number;
 }
 
+/** The most job type names kept for migration progress and reload plans, however many a file or a master names. */
+const MAX_KNOWN_JOB_TYPES = 10_000;
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly labels = new JobTypeLabels();
   /** Job types seen in traffic or named by the legacy master, for the migration-progress gauges (bounded). */
+  /** Job types seen, routed by exact name or named by the legacy master, for migration progress and `plan` (bounded). */
   private readonly knownJobTypes = new Set<string>();
   private table: RoutingTable | undefined;
   private backendNames = new Set<string>();
@@ -172,6 +176,12 @@ export class ProxyMetrics {
 
   /** Called whenever a routing table comes into force (startup and each good reload). */
   tableLoaded(table: RoutingTable): void {
+    const steps = this.tableLoadedSteps(table);
+    while (!steps.next().done);
+  }
+
+  /** tableLoaded a route at a time, for a reload to run in slices between requests (src/config/slices.ts). */
+  *tableLoadedSteps(table: RoutingTable): Generator<void, void> {
     this.table = table;
     this.lastReload.set(table.source.loadedAt.getTime() / 1000);
     this.configInfo.reset();
@@ -179,8 +189,9 @@ export class ProxyMetrics {
     this.routeWeight.reset();
     for (const route of table.routes) {
       for (const target of route.targets) this.routeWeight.set({ rule: route.pattern, backend: target.backend }, target.weight / route.totalWeight);
+      yield;
     }
-    for (const name of table.exactRoutes.keys()) this.knownJobTypes.add(name);
+    for (const name of table.exactRoutes.keys()) if (this.knownJobTypes.size < MAX_KNOWN_JOB_TYPES) this.knownJobTypes.add(name);
     // Backends gone from the file leave no stale series behind; the others keep theirs without a gap.
     for (const name of this.backendNames) if (!table.backends.has(name)) this.backendUp.remove({ backend: name });
     this.backendNames = new Set(table.backends.keys());
@@ -199,12 +210,12 @@ export class ProxyMetrics {
 
   /** Builder names from the legacy master: the job types the migration has to move. */
   addKnownJobTypes(names: Iterable<string>): void {
-    for (const name of names) if (this.knownJobTypes.size < 10_000) this.knownJobTypes.add(name);
+    for (const name of names) if (this.knownJobTypes.size < MAX_KNOWN_JOB_TYPES) this.knownJobTypes.add(name);
   }
 
   jobTypeLabel(table: RoutingTable, jobType: string | undefined): string {
     const label = this.labels.label(table, jobType);
-    if (label === jobType && this.knownJobTypes.size < 10_000) this.knownJobTypes.add(label);
+    if (label === jobType && this.knownJobTypes.size < MAX_KNOWN_JOB_TYPES) this.knownJobTypes.add(label);
     return label;
   }
 

@@ -55,11 +55,25 @@ export function movedShare(before: Shares, after: Shares): number {
  * @param traffic requests per job type in the recent sample (may be empty)
  */
 export function planChanges(current: RoutingTable, next: RoutingTable, jobTypes: Iterable<string>, traffic: ReadonlyMap<string, number> = new Map()): Plan {
+  const steps = planSteps(current, next, jobTypes, traffic);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * planChanges one job type at a time: a reload of tens of thousands of routes
+ * plans in slices between requests (src/config/slices.ts) instead of holding
+ * them up.
+ */
+export function* planSteps(current: RoutingTable, next: RoutingTable, jobTypes: Iterable<string>, traffic: ReadonlyMap<string, number> = new Map()): Generator<void, Plan> {
   const changes: JobTypeChange[] = [];
   let sampled = 0;
   let moved = 0;
   for (const [, n] of traffic) sampled += n;
   for (const jobType of new Set(jobTypes)) {
+    yield;
     const before = sharesFor(current, jobType);
     const after = sharesFor(next, jobType);
     const share = movedShare(before.shares, after.shares);
