@@ -42,6 +42,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ADMIN_PORT || 8081) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM drains requests in flight and exits 0; SIGHUP reloads routes.yaml.
 STOPSIGNAL SIGTERM
-# The same node flags as `npm start` (package.json; docs/performance.md says why; a unit test keeps them in step).
-ENTRYPOINT ["node", "--min-semi-space-size=16", "--heap-growing-percent=50", "dist/cli.js"]
+# The same node flag as `npm start` (package.json; docs/performance.md, "Node flags", says why); a unit test keeps them in step.
+ENTRYPOINT ["node", "--heap-growing-percent=50", "dist/cli.js"]
 CMD ["serve"]
