@@ -9,6 +9,7 @@
  * lookbehind or backreferences, which are rejected when the file is loaded.
  */
 import { RE2JS } from 're2js';
+import { classEnd } from '../routing/pattern-literals.js';
 
 export type RouteRegexResult = { ok: true; test: (name: string) => boolean } | { ok: false; reason: string };
 
@@ -62,16 +63,4 @@ export function unsupportedConstruct(source: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/** Index of the `]` closing the class opened at `open` (a leading `]` or `^]` is literal). */
-function classEnd(source: string, open: number): number {
-  let i = open + 1;
-  if (source[i] === '^') i++;
-  if (source[i] === ']') i++;
-  for (; i < source.length; i++) {
-    if (source[i] === '\\') i++;
-    else if (source[i] === ']') return i;
-  }
-  return source.length;
 }

@@ -87,7 +87,7 @@ function hasTopLevelAlternative(source: string): boolean {
 }
 
 /** Index of the `]` closing the class opened at `open` (a leading `]` or `^]` is literal); the end if none. */
-function classEnd(source: string, open: number): number {
+export function classEnd(source: string, open: number): number {
   let i = open + 1;
   if (source[i] === '^') i++;
   if (source[i] === ']') i++;
