@@ -57,7 +57,7 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 /**
  * `,"key":value` for a JSON line. Request data is never trusted: any string
  * with a character JSON escapes goes through JSON.stringify; the rest (nearly
- * all: ids, paths, names) is quoted as is, which measured cheaper.
+ * all: ids, paths, names) is quoted as is, which is cheaper.
  */
 function jsonField(key: string, value: string | number | undefined): string {
   if (value === undefined) return '';
@@ -101,9 +101,9 @@ const pretty = winston.format.printf((info) => prettyLine(info));
 /**
  * Lines encoded into one buffer as they come, written out as one chunk. Each
  * line is encoded at once, so nothing of it outlives the request: a string
- * built up over hundreds of requests (one `+=` per line) measured at ~5 µs
- * per request, mostly flattening the long string at the write and garbage
- * collection of the pieces kept alive meanwhile (docs/performance.md).
+ * built up over hundreds of requests (one `+=` per line) has to be flattened
+ * at the write and keeps its pieces alive for the collector meanwhile
+ * (measurements in docs/performance.md).
  */
 class LineBatch {
   private buffer = Buffer.allocUnsafe(ACCESS_BATCH_BYTES);

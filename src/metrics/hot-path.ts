@@ -2,9 +2,8 @@
  * The per-request metrics, pre-aggregated: a request costs one map lookup
  * and a few additions, and the Prometheus series are built only when
  * /metrics is scraped. prom-client hashes the label set on every call,
- * which measured at about a microsecond per request for a counter and a
- * histogram; this costs a few hundredths of that
- * (docs/decisions/0001-forwarding-engine.md).
+ * which costs more than everything else the metrics do per request
+ * (measurements in docs/decisions/0001-forwarding-engine.md).
  *
  * Each family registers with a prom-client Registry as a collector object
  * (name, help, type, labelNames, get()), so exposition, /metrics and the
