@@ -19,11 +19,3 @@ export async function runInSlices<T>(steps: Iterator<unknown, T>, signal?: Abort
     started = performance.now();
   }
 }
-
-/** Runs `steps` to its end at once (startup, the command line: nothing else is waiting). */
-export function runAtOnce<T>(steps: Iterator<unknown, T>): T {
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
-}

@@ -46,7 +46,11 @@ export class BuilderDirectory {
   /** Fetches the builder list now (at startup and periodically, for migration progress). */
   async preload(legacy: Backend): Promise<void> {
     this.track(legacy);
-    if (this.refreshing) return this.refreshing;
+    return this.refreshing ?? this.startRefresh(legacy);
+  }
+
+  /** One refresh at a time; its end is when the next may start. */
+  private startRefresh(legacy: Backend): Promise<void> {
     this.refreshing = this.refresh(legacy).finally(() => {
       this.refreshing = undefined;
       this.lastRefreshAt = Date.now();
@@ -68,12 +72,7 @@ export class BuilderDirectory {
     this.track(legacy);
     const known = this.names.get(id);
     if (known !== undefined) return known;
-    if (!this.refreshing && Date.now() - this.lastRefreshAt >= this.minRefreshIntervalMs) {
-      this.refreshing = this.refresh(legacy).finally(() => {
-        this.refreshing = undefined;
-        this.lastRefreshAt = Date.now();
-      });
-    }
+    if (!this.refreshing && Date.now() - this.lastRefreshAt >= this.minRefreshIntervalMs) void this.startRefresh(legacy);
     await this.refreshing;
     return this.names.get(id);
   }

@@ -39,7 +39,6 @@ const MAX_KNOWN_JOB_TYPES = 10_000;
 export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly labels = new JobTypeLabels();
-  /** Job types seen in traffic or named by the legacy master, for the migration-progress gauges (bounded). */
   /** Job types seen, routed by exact name or named by the legacy master, for migration progress and `plan` (bounded). */
   private readonly knownJobTypes = new Set<string>();
   private table: RoutingTable | undefined;

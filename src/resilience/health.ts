@@ -7,8 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Backend, RoutingTable } from '../routing/table.js';
-import type { Upstream } from '../upstream/upstream.js';
-import { UpstreamError } from '../upstream/upstream.js';
+import { UpstreamError, type Upstream } from '../upstream/upstream.js';
 
 export interface BackendHealthState {
   backend: string;
@@ -26,9 +25,6 @@ interface Probe {
   timer: NodeJS.Timeout | undefined;
   running: boolean;
 }
-
-/** A health endpoint's answer is read only to free the connection; a larger one fails the probe. */
-const PROBE_BODY_LIMIT = 1024 * 1024;
 
 export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; probe: [BackendHealthState] }> {
   private readonly probes = new Map<string, Probe>();
@@ -99,7 +95,7 @@ export class HealthMonitor extends EventEmitter<{ change: [BackendHealthState]; 
     let ok = false;
     let error: string | undefined;
     try {
-      const answer = await this.upstream.fetch(backend, { path: backend.health.path, headers: ['user-agent', 'strangler-proxy health probe'], timeoutMs: backend.health.timeoutMs, maxBytes: PROBE_BODY_LIMIT });
+      const answer = await this.upstream.fetch(backend, { path: backend.health.path, headers: ['user-agent', 'strangler-proxy health probe'], timeoutMs: backend.health.timeoutMs });
       ok = answer.status < 500;
       if (!ok) error = `answered ${answer.status}`;
     } catch (e) {

@@ -31,7 +31,7 @@ export interface AnswerSink {
 const WRITABLE_REASON = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** An error code for an answer the proxy refuses to pass on. */
-export class BadAnswerError extends Error {
+class BadAnswerError extends Error {
   readonly code = 'EBADANSWER';
 }
 

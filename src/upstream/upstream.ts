@@ -24,15 +24,14 @@ import { ClientAnswer, type ForwardCall, type ForwardRequest } from './to-client
  */
 const IDLE_TIMEOUT_MS = 4_000;
 
+/** A GET of the proxy's own. */
 export interface SmallRequest {
-  method?: string;
   /** Path and query below the backend's base path. */
   path: string;
-  headers?: RawHeaders;
-  body?: Buffer | null;
+  headers: RawHeaders;
   timeoutMs: number;
-  /** Answers larger than this fail the request (a probe or lookup never needs more). */
-  maxBytes: number;
+  /** Keep the body, up to this many bytes (a larger answer fails the request); without it the body is read and dropped. */
+  maxBytes?: number;
 }
 
 export interface SmallAnswer {
@@ -127,9 +126,10 @@ export class Upstream {
     return { status: answer.status, contentType: answer.contentType, body: answer.complete ? answer.body : undefined };
   }
 
-  /** A small request of the proxy's own (health probe, builder lookup), read whole. */
+  /** A GET of the proxy's own (health probe, builder lookup), read to its end. */
   async fetch(backend: Backend, request: SmallRequest): Promise<SmallAnswer> {
-    const { status, contentType, body } = await this.collect(this.pools.get(backend), backend, { method: request.method ?? 'GET', path: request.path, headers: request.headers ?? [], body: request.body ?? null, timeoutMs: request.timeoutMs }, request.maxBytes, false);
+    const outgoing = { method: 'GET', path: request.path, headers: request.headers, body: null, timeoutMs: request.timeoutMs };
+    const { status, contentType, body } = await this.collect(this.pools.get(backend), backend, outgoing, request.maxBytes ?? 0, request.maxBytes === undefined);
     return { status, contentType, body };
   }
 
