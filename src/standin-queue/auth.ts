@@ -101,12 +101,14 @@ export async function authenticate({ req, body, clients, anonymousScopes }: Auth
       }
     }
     const client = clients.get(clientId);
-    if (!client) return { status: 'auth-failed', message: 'Unauthorized: Unknown credentials' };
+    if (!client) return { status: 'auth-failed', message: `Client with clientId '${clientId}' not found` };
     const held = [...new Set([...client.scopes, ...anonymousScopes])];
     const restricted = applyExt(ext, held);
     if ('message' in restricted) return { status: 'auth-failed', message: restricted.message };
     return { status: 'auth-success', clientId, scopes: restricted.scopes };
   } catch (err) {
+    const id = (err as { credentials?: unknown; artifacts?: { id?: string } }).artifacts?.id;
+    if (id !== undefined && !clients.has(id)) return { status: 'auth-failed', message: `Client with clientId '${id}' not found` };
     return { status: 'auth-failed', message: hawkFailure(err) };
   }
 }

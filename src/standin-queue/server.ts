@@ -280,7 +280,7 @@ export async function startStandinQueue(options: StandinQueueOptions): Promise<S
         throw new Error('stand-in fault: failing createTask before creating');
       }
       ctx.payload = jsonBody(ctx);
-      const parsed = parseTaskDefinition(ctx.payload, taskId);
+      const parsed = parseTaskDefinition(ctx.payload, taskId, rootUrl);
       await authorize(ctx, createTaskScopes(parsed));
       const def = checkTaskDates(parsed, clock(), maxDeadlineDays);
       const { status, created } = store.create(taskId, def, clock());

@@ -93,9 +93,11 @@ export class TaskStore {
     }
     const missing = def.dependencies.filter((d) => d !== taskId && !this.tasks.has(d));
     if (missing.length > 0) {
-      throw new QueueError('InputError', '`task.dependencies` references non-existing tasks: \n{{taskIds}}', {
-        taskIds: missing.map((id) => ` * ${id}`).join('\n'),
-      });
+      throw new QueueError(
+        'InputError',
+        '`task.dependencies` references non-existing tasks: \n{{taskIds}}All taskIds in `task.dependencies` **must** exist\nbefore the task is created.\n',
+        { taskIds: missing.map((id) => ` * ${id}\n`).join('') },
+      );
     }
     const expires = Date.parse(def.expires);
     if (group) {
@@ -132,14 +134,16 @@ export class TaskStore {
       retriesLeft: task.retriesLeft,
       state: stateOf(task),
       runs: task.runs.map((r, runId) => {
-        const run: QueueRun = { runId, state: r.state, reasonCreated: r.reasonCreated, scheduled: iso(r.scheduled) as string };
+        // Keys in the queue's order, and absent rather than undefined, so answers compare byte for byte.
+        const run: Record<string, unknown> = { runId, state: r.state, reasonCreated: r.reasonCreated };
         if (r.reasonResolved) run.reasonResolved = r.reasonResolved;
         if (r.workerGroup !== undefined) run.workerGroup = r.workerGroup;
         if (r.workerId !== undefined) run.workerId = r.workerId;
-        if (r.takenUntil !== undefined) run.takenUntil = iso(r.takenUntil) as string;
-        if (r.started !== undefined) run.started = iso(r.started) as string;
-        if (r.resolved !== undefined) run.resolved = iso(r.resolved) as string;
-        return run;
+        if (r.takenUntil !== undefined) run.takenUntil = iso(r.takenUntil);
+        run.scheduled = iso(r.scheduled);
+        if (r.started !== undefined) run.started = iso(r.started);
+        if (r.resolved !== undefined) run.resolved = iso(r.resolved);
+        return run as unknown as QueueRun;
       }),
     };
   }

@@ -97,7 +97,7 @@ function describeErrors(errors: ErrorObject[]): string {
   return errors
     .map((e) => {
       const extra = e.params && 'additionalProperty' in e.params ? `: ${JSON.stringify(e.params.additionalProperty)}` : '';
-      return `data${e.instancePath.replace(/\//g, '.')} ${e.message ?? 'is invalid'}${extra}`;
+      return `data${e.instancePath} ${e.message ?? 'is invalid'}${extra}`;
     })
     .join('\n  * ');
 }
@@ -106,12 +106,12 @@ function describeErrors(errors: ErrorObject[]): string {
  * Checks a createTask body against the schema and fills in its defaults (the
  * body is copied, never changed). Throws InputValidationError or InputError.
  */
-export function parseTaskDefinition(body: unknown, taskId: string): TaskDefinition {
+export function parseTaskDefinition(body: unknown, taskId: string, rootUrl = ''): TaskDefinition {
   const def = structuredClone(body) as Record<string, unknown>;
   if (!validateCreateTask(def)) {
     throw new QueueError(
       'InputValidationError',
-      '\nSchema Validation Failed!\nRejecting Schema: create-task-request.json#\nErrors:\n  * ' +
+      `\nSchema Validation Failed!\nRejecting Schema: ${rootUrl}/schemas/queue/v1/create-task-request.json#\nErrors:\n  * ` +
         describeErrors(validateCreateTask.errors ?? []),
     );
   }
