@@ -31,12 +31,15 @@ const SERVE_FLAGS = `  -c, --config FILE        the routes file, followed for ch
       --log-level L        error, warn, info or debug (LOG_LEVEL; info)
       --log-format F       json, or pretty for a terminal (LOG_FORMAT; json)
       --protect-admin-reads
-                           the admin API's reads need the token too (STRANGLER_ADMIN_PROTECT_READS=1)`;
+                           the admin API's reads need the token too (STRANGLER_ADMIN_PROTECT_READS=1)
+      --store URL          where work on Taskcluster queues is kept: a postgres:// URL, or empty for the
+                           embedded store (STRANGLER_STORE; embedded)
+      --data-dir DIR       the embedded store's folder (STRANGLER_DATA_DIR; ./data)`;
 
 /** What each command says to `COMMAND --help`, and the options it takes (besides --help). */
 const COMMANDS = {
   serve: {
-    options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads'],
+    options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads', 'store', 'data-dir'],
     help: `Usage: strangler-proxy [serve] [OPTIONS]
 
 Runs the proxy: each request goes to the backend routes.yaml names for its job type. A saved
@@ -166,6 +169,8 @@ const OPTIONS = {
   'admin-host': { type: 'string' },
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
+  store: { type: 'string' },
+  'data-dir': { type: 'string' },
   header: { type: 'string', short: 'H', multiple: true },
   'body-file': { type: 'string' },
   json: { type: 'boolean' },
@@ -211,6 +216,11 @@ function portOf(flag: string | undefined, env: string | undefined, fallback: num
   return port;
 }
 
+function storeSpec(values: Values): string | undefined {
+  const spec = values.store ?? process.env.STRANGLER_STORE;
+  return spec === undefined || spec === '' ? undefined : spec;
+}
+
 async function serve(values: Values): Promise<Strangler> {
   let level, format;
   try {
@@ -238,6 +248,9 @@ async function serve(values: Values): Promise<Strangler> {
       ...(adminToken ? { adminToken } : {}),
       protectAdminReads,
       guardUnhandledRejections: true,
+      // SECURITY: a store URL may carry a password: it is passed on, never logged.
+      ...(storeSpec(values) !== undefined ? { store: storeSpec(values)! } : {}),
+      ...(values['data-dir'] || process.env.STRANGLER_DATA_DIR ? { dataDir: (values['data-dir'] || process.env.STRANGLER_DATA_DIR)! } : {}),
     });
   } catch (error) {
     if (!isStranglerError(error, 'LISTEN_FAILED')) throw error;

@@ -21,6 +21,7 @@ import { CircuitBreakers } from './resilience/circuit.js';
 import { HealthMonitor } from './resilience/health.js';
 import { Shadower } from './shadow/shadow.js';
 import { createProxyServer } from './ingress/server.js';
+import { QueueWork } from './taskcluster/queue-work.js';
 
 export interface StartOptions {
   configFile: string;
@@ -45,6 +46,16 @@ export interface StartOptions {
   /** Request-body bytes held in memory across all requests (default 64 MiB; 0 = no cap); see ProxyServerOptions. */
   maxHeldBodyBytes?: number;
   pollIntervalMs?: number;
+  /**
+   * The store for work on Taskcluster queues: a `postgres://` URL, or empty
+   * for the embedded store in `dataDir`. Opened when routes.yaml has a
+   * backend of kind taskcluster, or when given explicitly.
+   */
+  store?: string;
+  /** Where the embedded store keeps its file (default ./data). */
+  dataDir?: string;
+  /** How often stored forces left open by a crash are finished, and unfinished tasks are followed (default 5 s). */
+  queueFollowIntervalMs?: number;
   /**
    * Log and count promise rejections nobody handled instead of letting Node
    * exit on them (the command sets it; tests running the proxy in-process
@@ -100,6 +111,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const builders = new BuilderDirectory(upstream, {
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
   });
+  const queues = new QueueWork(upstream, builders, metrics, logger, options);
+  await queues.follow(initial);
   let draining = false;
   let listening = false;
   const traffic = new TrafficStats();
@@ -119,6 +132,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     if (event.result === 'success') {
       if (event.table.legacy.origin !== event.previous?.legacy.origin) learnBuilders();
       health.follow(event.table);
+      void queues.follow(event.table).catch((error: unknown) => logger.error('the store could not be opened; forces to queues are refused until it can', { error: (error as Error).message }));
       breakers.retainOnly(event.table.backends.keys());
       showCircuits(event.table);
       upstream.retainOnly(event.table.backends.values());
@@ -148,7 +162,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     if (event.result !== 'success') logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining }, {
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining, translator: queues.translator }, {
     ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
     ...(options.clientBodyIdleTimeoutMs !== undefined ? { clientBodyIdleTimeoutMs: options.clientBodyIdleTimeoutMs } : {}),
     ...(options.maxHeldBodyBytes !== undefined ? { maxHeldBodyBytes: options.maxHeldBodyBytes } : {}),
@@ -156,6 +170,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   // A start that fails part-way (a port taken) leaves nothing behind: no listener, probe, timer or connection.
   const abandon = async () => {
     clearInterval(builderTimer);
+    await queues.close();
     store.close();
     health.close();
     if (proxyServer.listening) await new Promise<void>((resolve) => proxyServer.close(() => resolve()));
@@ -231,6 +246,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
         adminHttp.close(() => resolve());
         adminHttp.closeAllConnections();
       });
+      await queues.close();
       await upstream.close();
       logger.flushAccess();
       unguard();

@@ -7,6 +7,7 @@ import picomatch from 'picomatch';
 import type { Backend, PatternKind, Route, RouteTarget, RoutingTable, ShadowSpec, StickySource, TableSource } from '../routing/table.js';
 import { globLiterals, regexLiterals, withLiterals } from '../routing/pattern-literals.js';
 import { compileRouteRegex } from './regex.js';
+import { mergeTemplates, renderTask, sampleContext, TemplateError, type TaskTemplate } from '../taskcluster/template.js';
 import type { Problem, RawConfig, RawRoute } from './schema.js';
 
 export const DEFAULTS = {
@@ -15,6 +16,8 @@ export const DEFAULTS = {
   bodyIdleTimeoutMs: 300_000,
   bodyPeekLimitBytes: 1024 * 1024,
   maxOtherJobTypeLabels: 100,
+  queueHealthPath: '/api/queue/v1/ping',
+  queueCredentials: { clientIdEnv: 'TASKCLUSTER_CLIENT_ID', accessTokenEnv: 'TASKCLUSTER_ACCESS_TOKEN', certificateEnv: 'TASKCLUSTER_CERTIFICATE' },
   health: { path: '/', intervalMs: 5_000, timeoutMs: 2_000, healthyThreshold: 2, unhealthyThreshold: 3 },
   circuit: { failureThreshold: 5, coolDownMs: 10_000 },
   shadow: { maxInFlight: 64, maxBodyBytes: 1024 * 1024, timeoutMs: 10_000, mismatchLogsPerMinute: 10 },
@@ -106,26 +109,59 @@ export function* compileSteps(raw: Omit<RawConfig, 'routes'>, source: TableSourc
 function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backend> {
   const backends = new Map<string, Backend>();
   for (const [name, spec] of Object.entries(raw.backends)) {
+    const isQueue = spec.kind === 'taskcluster';
+    const urlField = isQueue ? 'rootUrl' : 'url';
+    const given = isQueue ? (spec.rootUrl ?? spec.url) : spec.url;
+    if (!isQueue && (spec.rootUrl !== undefined || spec.credentials !== undefined || spec.task !== undefined)) {
+      const key = spec.rootUrl !== undefined ? 'rootUrl' : spec.credentials !== undefined ? 'credentials' : 'task';
+      problems.push({ path: ['backends', name, key], atKey: true, message: `"${key}" applies to a Taskcluster queue; expected "kind: taskcluster" on this backend` });
+      continue;
+    }
+    if (isQueue && spec.url !== undefined && spec.rootUrl !== undefined) {
+      problems.push({ path: ['backends', name, 'url'], atKey: true, message: 'both "url" and "rootUrl"; a taskcluster backend takes its rootUrl only' });
+      continue;
+    }
+    if (given === undefined || given === null) {
+      problems.push({ path: ['backends', name], message: isQueue ? 'missing required field "rootUrl". Example: rootUrl: https://tc.example.com' : `missing required field "url". Example: url: http://127.0.0.1:8011` });
+      continue;
+    }
     let url: URL;
     try {
-      url = new URL(spec.url);
+      url = new URL(given);
     } catch {
-      problems.push({ path: ['backends', name, 'url'], message: `"${spec.url}" is not a URL; expected e.g. http://127.0.0.1:8011` });
+      problems.push({ path: ['backends', name, urlField], message: `"${given}" is not a URL; expected e.g. ${isQueue ? 'https://tc.example.com' : 'http://127.0.0.1:8011'}` });
       continue;
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      problems.push({ path: ['backends', name, 'url'], message: `unsupported scheme "${url.protocol}"; expected http: or https:` });
+      problems.push({ path: ['backends', name, urlField], message: `unsupported scheme "${url.protocol}"; expected http: or https:` });
       continue;
     }
     if (url.username || url.password || url.search || url.hash) {
-      problems.push({ path: ['backends', name, 'url'], message: 'expected a URL without credentials, query or fragment' });
+      problems.push({ path: ['backends', name, urlField], message: 'expected a URL without credentials, query or fragment' });
       continue;
     }
+    if (isQueue && spec.legacy === true) {
+      problems.push({ path: ['backends', name, 'legacy'], message: 'the legacy backend is the Buildbot master; a taskcluster backend cannot be it' });
+      continue;
+    }
+    const rootUrl = url.origin + url.pathname.replace(/\/+$/, '');
     backends.set(
       name,
       Object.freeze({
         name,
-        url: spec.url,
+        kind: isQueue ? 'taskcluster' : 'buildbot',
+        ...(isQueue
+          ? {
+              queue: Object.freeze({
+                rootUrl,
+                clientIdEnv: spec.credentials?.clientIdEnv ?? DEFAULTS.queueCredentials.clientIdEnv,
+                accessTokenEnv: spec.credentials?.accessTokenEnv ?? DEFAULTS.queueCredentials.accessTokenEnv,
+                certificateEnv: spec.credentials?.certificateEnv ?? DEFAULTS.queueCredentials.certificateEnv,
+                ...(spec.task !== undefined ? { task: Object.freeze(spec.task) } : {}),
+              }),
+            }
+          : {}),
+        url: given,
         origin: url.origin,
         host: url.host,
         basePath: url.pathname.replace(/\/+$/, ''),
@@ -133,9 +169,10 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
         connectTimeoutMs: spec.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
         responseTimeoutMs: spec.responseTimeoutMs ?? DEFAULTS.responseTimeoutMs,
         bodyIdleTimeoutMs: spec.bodyIdleTimeoutMs ?? DEFAULTS.bodyIdleTimeoutMs,
-        preserveHost: spec.preserveHost ?? true,
+        // SECURITY: a queue checks its Hawk signature against its own host, so requests to it always carry that host.
+        preserveHost: isQueue ? false : (spec.preserveHost ?? true),
         health: Object.freeze({
-          path: spec.health?.path ?? DEFAULTS.health.path,
+          path: spec.health?.path ?? (isQueue ? DEFAULTS.queueHealthPath : DEFAULTS.health.path),
           intervalMs: spec.health?.intervalMs ?? DEFAULTS.health.intervalMs,
           timeoutMs: spec.health?.timeoutMs ?? DEFAULTS.health.timeoutMs,
           healthyThreshold: spec.health?.healthyThreshold ?? DEFAULTS.health.healthyThreshold,
@@ -156,6 +193,8 @@ function compileBackends(raw: RawConfig, problems: Problem[]): Map<string, Backe
 class SharedParts {
   private readonly single = new Map<string, readonly RouteTarget[]>();
   readonly noSticky: readonly StickySource[] = Object.freeze([]);
+  /** Backends whose own task template was already checked (alone), so thousands of routes check it once. */
+  readonly checkedTemplates = new Set<string>();
 
   singleTarget(backend: string): readonly RouteTarget[] {
     let targets = this.single.get(backend);
@@ -201,6 +240,7 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     problems.push({ path: [...here, 'fallback'], message: unknownBackend(raw.fallback, names) });
   }
   const shadow = compileShadow(raw.shadow, [...here, 'shadow'], backends, problems);
+  checkRouteTemplates(raw, here, targets.map((t) => t.backend), backends, problems, shared);
 
   const pattern = compilePattern(raw.jobType, [...here, 'jobType'], problems);
   if (problems.length > before || !pattern) return undefined;
@@ -214,6 +254,7 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     isSplit: hasSplit,
     stickyBy: stickyBy.length === 0 ? shared.noSticky : Object.freeze(stickyBy),
     retries: raw.retries ?? 0,
+    ...(raw.task ? { task: Object.freeze(raw.task) } : {}),
     ...(raw.fallback ? { fallback: raw.fallback } : {}),
     ...(shadow ? { shadow } : {}),
     ...(pattern.test ? { test: pattern.test } : {}),
@@ -242,6 +283,40 @@ function compileShadow(raw: unknown, path: (string | number)[], backends: Map<st
   if (!Array.isArray(ignoreFields) || !ignoreFields.every((f) => typeof f === 'string')) problems.push({ path: [...path, 'ignoreFields'], message: 'expected a list of field names' });
   if (problems.length > before) return undefined;
   return Object.freeze({ backend: backend as string, percent: percent as number, mutating: mutating as boolean, ignoreFields: new Set(ignoreFields as string[]) });
+}
+
+/** Renders a template with a sample force, so that a template the queue would refuse is rejected when the file loads. */
+function checkTemplate(template: TaskTemplate, path: (string | number)[], problems: Problem[], builderName = 'sample-builder'): boolean {
+  try {
+    renderTask(template, sampleContext(builderName));
+    return true;
+  } catch (error) {
+    if (!(error instanceof TemplateError)) throw error;
+    problems.push({ path: [...path, ...error.path], message: `task template: ${error.message}` });
+    return false;
+  }
+}
+
+/** Every taskcluster backend a route sends to needs a template (its own or the backend's), and the two together must render. */
+function checkRouteTemplates(raw: RawRoute, here: (string | number)[], targetNames: string[], backends: Map<string, Backend>, problems: Problem[], shared: SharedParts): void {
+  const queues = [...new Set([...targetNames, ...(raw.fallback ? [raw.fallback] : [])])].map((n) => backends.get(n)).filter((b): b is Backend => b?.kind === 'taskcluster');
+  if (raw.task !== undefined && raw.task !== null && queues.length === 0) {
+    problems.push({ path: [...here, 'task'], atKey: true, message: 'a task template applies to routes that send to a taskcluster backend; none of this route\'s backends is one' });
+    return;
+  }
+  const jobType = /^[A-Za-z0-9_.-]+$/.test(raw.jobType) ? raw.jobType : 'sample-builder';
+  for (const queue of queues) {
+    const merged = mergeTemplates(queue.queue?.task, raw.task ?? undefined);
+    if (merged === undefined) {
+      problems.push({ path: here, message: `job types of this route go to taskcluster backend "${queue.name}", which needs a task template: add "task:" to the route or to the backend. Example: task: { taskQueueId: proj-ci/linux, payload: { command: [make] } }` });
+      continue;
+    }
+    if (raw.task !== undefined && raw.task !== null) checkTemplate(merged, [...here, 'task'], problems, jobType);
+    else if (!shared.checkedTemplates.has(queue.name)) {
+      shared.checkedTemplates.add(queue.name);
+      checkTemplate(merged, ['backends', queue.name, 'task'], problems);
+    }
+  }
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -18,8 +18,22 @@ export interface RawCircuit {
   coolDownMs?: number;
 }
 
+export interface RawQueueCredentials {
+  clientIdEnv?: string;
+  accessTokenEnv?: string;
+  certificateEnv?: string;
+}
+
 export interface RawBackend {
-  url: string;
+  /** `buildbot` (the default): a service that answers Buildbot's API. `taskcluster`: a Taskcluster queue the proxy translates for. */
+  kind?: 'buildbot' | 'taskcluster';
+  url?: string;
+  /** A Taskcluster deployment's root URL (kind taskcluster); the queue is at <rootUrl>/api/queue/v1. */
+  rootUrl?: string;
+  /** Where the queue's credentials are read from: names of environment variables, never the secrets themselves. */
+  credentials?: RawQueueCredentials;
+  /** The task template (json-e) for job types this backend runs. */
+  task?: Record<string, unknown>;
   health?: RawHealth;
   circuit?: RawCircuit;
   legacy?: boolean;
@@ -44,6 +58,8 @@ export interface RawRoute {
   shadow?: string | RawShadow;
   fallback?: string;
   retries?: number;
+  /** A task template for this route's job types on a taskcluster backend, over the backend's own. */
+  task?: Record<string, unknown>;
 }
 
 export interface RawShadowSettings {
@@ -70,6 +86,9 @@ export const BACKEND_NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{0,62}$';
 /** `header:NAME`, `query:NAME` or `param:NAME` (a JSON-RPC param of a force call). */
 export const STICKY_SOURCE_PATTERN = '^(header|query|param):[A-Za-z0-9_.-]{1,128}$';
 
+/** The name of an environment variable. */
+export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,127}$';
+
 const timeout = { type: 'integer', minimum: 1, maximum: 3_600_000, nullable: true } as const;
 
 export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
@@ -86,9 +105,22 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
-        required: ['url'],
+        required: [],
         properties: {
-          url: { type: 'string', minLength: 1, maxLength: 2048 },
+          kind: { type: 'string', enum: ['buildbot', 'taskcluster'], nullable: true },
+          url: { type: 'string', minLength: 1, maxLength: 2048, nullable: true },
+          rootUrl: { type: 'string', minLength: 1, maxLength: 2048, nullable: true },
+          credentials: {
+            type: 'object',
+            nullable: true,
+            additionalProperties: false,
+            properties: {
+              clientIdEnv: { type: 'string', pattern: ENV_NAME_PATTERN, nullable: true },
+              accessTokenEnv: { type: 'string', pattern: ENV_NAME_PATTERN, nullable: true },
+              certificateEnv: { type: 'string', pattern: ENV_NAME_PATTERN, nullable: true },
+            },
+          },
+          task: { type: 'object', nullable: true, required: [] },
           legacy: { type: 'boolean', nullable: true },
           connectTimeoutMs: timeout,
           responseTimeoutMs: timeout,
@@ -151,6 +183,7 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
           } as never,
           fallback: { type: 'string', nullable: true },
           retries: { type: 'integer', minimum: 0, maximum: 5, nullable: true },
+          task: { type: 'object', nullable: true, required: [] },
         },
       },
     },
@@ -247,8 +280,9 @@ export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Pr
         break;
       case 'pattern':
         if (error.propertyName === undefined) {
-          const sticky = error.params.pattern === STICKY_SOURCE_PATTERN;
-          problems.push({ path, message: sticky ? `expected header:NAME, query:NAME or param:NAME, got ${describe(actual)}` : `expected a path starting with "/", got ${describe(actual)}` });
+          const expected =
+            error.params.pattern === STICKY_SOURCE_PATTERN ? 'header:NAME, query:NAME or param:NAME' : error.params.pattern === ENV_NAME_PATTERN ? 'the name of an environment variable' : 'a path starting with "/"';
+          problems.push({ path, message: `expected ${expected}, got ${describe(actual)}` });
         } else {
           problems.push({
             path: [...path, error.propertyName],
@@ -271,6 +305,9 @@ export function shapeProblems(errors: readonly ErrorObject[], root: unknown): Pr
       case 'minimum':
       case 'maximum':
         problems.push({ path, message: `expected a number ${error.params.comparison} ${error.params.limit}, got ${describe(actual)}` });
+        break;
+      case 'enum':
+        problems.push({ path, message: `expected one of: ${(error.params.allowedValues as unknown[]).join(', ')}, got ${describe(actual)}` });
         break;
       case 'minLength':
         problems.push({ path, message: 'expected a non-empty string' });

@@ -68,6 +68,20 @@ export class BuilderDirectory {
     }
   }
 
+  /** The legacy master's builderid for a name (a force answers with it, whichever side runs the build). */
+  async idFor(name: string, legacy: Backend): Promise<number | undefined> {
+    this.track(legacy);
+    const find = () => {
+      for (const [id, known] of this.names) if (known === name) return id;
+      return undefined;
+    };
+    const known = find();
+    if (known !== undefined) return known;
+    if (!this.refreshing && Date.now() - this.lastRefreshAt >= this.minRefreshIntervalMs) void this.startRefresh(legacy);
+    await this.refreshing;
+    return find();
+  }
+
   async nameFor(id: number, legacy: Backend): Promise<string | undefined> {
     this.track(legacy);
     const known = this.names.get(id);

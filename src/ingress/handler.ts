@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { pipeline, Transform } from 'node:stream';
-import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, isStranglerError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { DEFAULT_RULE, upstreamErrorLabel, type ProxyMetrics } from '../metrics/metrics.js';
 import type { TrafficStats } from '../metrics/traffic.js';
@@ -20,6 +20,10 @@ import type { BuilderDirectory } from './builder-directory.js';
 import type { ForwardCall, RequestBody } from '../upstream/to-client.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
+import type { ForwardResult } from '../upstream/to-client.js';
+import { ownedIdIn, type OwnedRef } from '../routing/owner.js';
+import { builderFromPath } from '../routing/extract.js';
+import { isBuilderListing, type TaskclusterTranslator, type TranslateRequest, type TranslateResult } from '../taskcluster/translator.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { BodyBudgetExceeded, peekBody, type PeekedBody } from './peek.js';
 import { BodyBudget, DEFAULT_MAX_HELD_BODY_BYTES, type BodyReservation } from './body-budget.js';
@@ -36,6 +40,8 @@ export interface ProxyDeps {
   metrics: ProxyMetrics;
   traffic: TrafficStats;
   logger: Logger;
+  /** Speaks Buildbot's API for backends of kind taskcluster; absent, such backends cannot be served. */
+  translator?: () => TaskclusterTranslator | undefined;
   /** True once shutdown began: answers then carry `Connection: close` so keep-alive clients go elsewhere. */
   isDraining?: () => boolean;
 }
@@ -284,9 +290,27 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
     // A body larger than the whole budget could never be held: it goes unread, like one over the peek limit.
     peekBody: (limit) => peekBody(req, limits.budget.limitBytes === 0 ? limit : Math.min(limit, limits.budget.limitBytes), (bytes) => (held ??= limits.budget.open()).reserve(bytes)),
   };
+  const onFault = (error: unknown) => internalError(deps, res, outcome, error);
+  const owned = deps.translator?.() === undefined ? undefined : ownedIdIn(pathname);
+  if (owned !== undefined) {
+    // An id the proxy minted: its owner answers, whatever the routes say. A control call's body is read first.
+    const body = req.method === 'POST' ? view.peekBody(table.settings.bodyPeekLimitBytes) : Promise.resolve(undefined);
+    body.then(
+      (peeked) => {
+        if (refused) return;
+        forwarding = true;
+        return answerOwned(deps, req, res, table, owned, view, peeked?.complete ? peeked.body : null, outcome);
+      },
+      () => {
+        outcome.failureKind = 'client-aborted';
+        outcome.status = CLIENT_CLOSED;
+        res.destroy();
+      },
+    ).catch(onFault);
+    return;
+  }
   // Most requests name their job type where it can be read at once; only a body or a builder id means waiting.
   const atOnce = factsAtOnce(view);
-  const onFault = (error: unknown) => internalError(deps, res, outcome, error);
   if (atOnce !== undefined) {
     forwarding = true;
     proxy(deps, req, res, table, originTarget, atOnce, outcome).catch(onFault);
@@ -352,11 +376,30 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
     deps.traffic.started(target.name);
     const headers = upstreamHeaders(req, target.preserveHost ? { requestId: o.requestId } : { requestId: o.requestId, backendHost: target.host });
     // Counted as they pass: the response's 'close' (where metrics are recorded) can come before the call settles.
-    o.call = deps.upstream.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
-    const result = await o.call.result;
-    o.call = undefined;
-    deps.metrics.sent(target.name, o.jobTypeLabel);
-    deps.traffic.finished(target.name);
+    let result: ForwardResult;
+    if (target.kind === 'taskcluster' || listingMerged(deps, table, o, route)) {
+      const translated = await translate(deps, table, target, route, req, body, o, res);
+      deps.metrics.sent(target.name, o.jobTypeLabel);
+      deps.traffic.finished(target.name);
+      if (translated.kind === 'answered') {
+        o.status = translated.status;
+        deps.breakers.succeeded(target);
+        return;
+      }
+      if (translated.kind === 'not-mine') {
+        // Builder metadata, changes, workers...: the legacy master still answers them for a job type on a queue.
+        target = table.legacy;
+        attempt--;
+        continue;
+      }
+      result = { ok: false, failure: translated.failure, responseStarted: false, responseBytes: 0, error: new Error(translated.failure.message) };
+    } else {
+      o.call = deps.upstream.forward(target, { method: o.method, url: originTarget, headers, body, responseTags: o.tags(target), captureBytes, onResponseBytes: o.countResponseBytes }, res);
+      result = await o.call.result;
+      o.call = undefined;
+      deps.metrics.sent(target.name, o.jobTypeLabel);
+      deps.traffic.finished(target.name);
+    }
 
     if (result.ok) {
       o.status = result.status;
@@ -414,6 +457,68 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
     o.status = ERROR_CODES[failure.code].status;
     return sendError(res, failure.code, `backend ${target.name}: ${failure.message}`, o, target);
   }
+}
+
+/** A GET of a builder's builds or buildrequests while some of its work ran on a queue: both sides' answers, merged. */
+function listingMerged(deps: ProxyDeps, table: RoutingTable, o: Outcome, route: Decision['route']): boolean {
+  const translator = deps.translator?.();
+  if (translator === undefined || o.method !== 'GET' || !isBuilderListing(o.pathname)) return false;
+  const inPath = builderFromPath(o.pathname);
+  if (inPath?.kind !== 'name') return false;
+  return translator.hasQueueWork(inPath.name) || (route?.targets.some((t) => table.backends.get(t.backend)?.kind === 'taskcluster') ?? false);
+}
+
+async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse): Promise<TranslateResult> {
+  const request: TranslateRequest = {
+    method: o.method,
+    pathname: o.pathname,
+    search: searchOf(req.url),
+    accept: req.headers.accept,
+    body: Buffer.isBuffer(body) ? body : null,
+    tags: o.tags(target),
+    route,
+    table,
+  };
+  const translator = deps.translator?.();
+  if (translator === undefined) {
+    return { kind: 'answered', status: sendTranslatedError(res, 'STORE_UNAVAILABLE', `backend ${target.name} is a taskcluster queue, and the store its work needs is not open`, o, target) };
+  }
+  try {
+    if (target.kind !== 'taskcluster') {
+      const inPath = builderFromPath(o.pathname);
+      return inPath?.kind === 'name' ? await translator.builderListing(inPath.name, request, res) : { kind: 'not-mine' };
+    }
+    return await translator.routed(target, request, res);
+  } catch (error) {
+    if (!isStranglerError(error)) throw error;
+    return { kind: 'answered', status: sendTranslatedError(res, error.code, error.message, o, target) };
+  }
+}
+
+async function answerOwned(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, table: RoutingTable, owned: OwnedRef, view: RequestView, body: Buffer | null, o: Outcome): Promise<void> {
+  o.decision = { backend: table.legacy, reason: 'owner' };
+  deps.metrics.decided(undefined, 'owner', 'owner');
+  const request: TranslateRequest = { method: o.method, pathname: o.pathname, search: view.search, accept: req.headers.accept, body, tags: o.tags(undefined), route: undefined, table };
+  o.requestBytes = body?.length ?? 0;
+  try {
+    const translated = await deps.translator!()!.owned(owned, request, res);
+    if (translated.kind === 'answered') o.status = translated.status;
+    else o.status = sendTranslatedError(res, 'BACKEND_ERROR', 'the queue could not be reached', o, undefined);
+  } catch (error) {
+    if (!isStranglerError(error)) throw error;
+    o.status = sendTranslatedError(res, error.code, error.message, o, undefined);
+  }
+}
+
+function searchOf(url: string | undefined): string {
+  const at = url?.indexOf('?') ?? -1;
+  return at === -1 ? '' : url!.slice(at + 1);
+}
+
+function sendTranslatedError(res: ServerResponse, code: ErrorCode, message: string, o: Outcome, backend: Backend | undefined): number {
+  o.failureKind = code.toLowerCase();
+  sendError(res, code, message, o, backend);
+  return ERROR_CODES[code].status;
 }
 
 /**

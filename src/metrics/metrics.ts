@@ -8,7 +8,7 @@
  * types go through {@link JobTypeLabels}, methods through a fixed list, and
  * raw paths are never labels.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { HotPathMetrics } from './hot-path.js';
 import type { DecisionReason } from '../routing/decide.js';
 import { matchRoute, type RoutingTable } from '../routing/table.js';
@@ -158,6 +158,43 @@ export class ProxyMetrics {
     labelNames: ['backend', 'job_type'] as const,
     registers: [this.registry],
   });
+
+  readonly queueCalls = new Counter({
+    name: 'strangler_queue_calls_total',
+    help: 'Calls the proxy made to a Taskcluster queue on behalf of Buildbot clients, by backend, Queue method (createTask, task, status, cancelTask, rerunTask, artifact) and outcome (2xx, 3xx, 4xx, 5xx, or the failure kind when there was no answer).',
+    labelNames: ['backend', 'method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly queueCallSeconds = new Histogram({
+    name: 'strangler_queue_call_seconds',
+    help: 'How long each call to a Taskcluster queue took, to its whole answer, by backend and Queue method.',
+    labelNames: ['backend', 'method'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly tasksCreated = new Counter({
+    name: 'strangler_queue_tasks_created_total',
+    help: 'Tasks created on a Taskcluster queue for Buildbot forces and rebuilds (each counted once, when the queue confirmed it).',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'strangler_store_errors_total',
+    help: "Operations on the proxy's store (minted ids, task definitions, statuses) that failed; requests that needed it were answered 503.",
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly recoveredTasks = new Counter({
+    name: 'strangler_queue_tasks_recovered_total',
+    help: 'Stored tasks whose creation a crash or an unreachable queue had left open, settled later by the recovery loop (created, found on the queue, or refused).',
+    registers: [this.registry],
+  });
+
+  /** Told of every queue call (src/taskcluster/queue-client.ts). */
+  readonly queueCallObserved = (backend: string, method: string, outcome: string, seconds: number): void => {
+    this.queueCalls.inc({ backend, method, outcome });
+    this.queueCallSeconds.observe({ backend, method }, seconds);
+  };
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) {

@@ -14,8 +14,8 @@ import { MATCH_CACHE_LIMIT, matchRoute, pickSticky, pickTarget, type Backend, ty
  * - mixed-builders: a force named builders that live on different backends; the legacy one runs them all
  * - unparsed-body: a force whose body could not be read (too large, not JSON-RPC); the backend answers it
  */
-export type DecisionReason = 'header' | 'route' | 'split' | 'default' | 'mixed-builders' | 'unparsed-body';
-export const DECISION_REASONS: readonly DecisionReason[] = ['header', 'route', 'split', 'default', 'mixed-builders', 'unparsed-body'];
+export type DecisionReason = 'header' | 'route' | 'split' | 'default' | 'mixed-builders' | 'unparsed-body' | 'owner';
+export const DECISION_REASONS: readonly DecisionReason[] = ['header', 'route', 'split', 'default', 'mixed-builders', 'unparsed-body', 'owner'];
 
 export interface RequestFacts {
   /** The X-Job-Type header, as sent. */

@@ -9,8 +9,25 @@
 import type { Decision } from './decide.js';
 import { createHash } from 'node:crypto';
 
+/** A Taskcluster queue's settings, for a backend of kind `taskcluster`. */
+export interface QueueSettings {
+  /** The deployment's root URL; the queue is at `<rootUrl>/api/queue/v1`. */
+  readonly rootUrl: string;
+  /** Names of the environment variables that hold the credentials (never the secrets). */
+  readonly clientIdEnv: string;
+  readonly accessTokenEnv: string;
+  readonly certificateEnv: string;
+  /** The backend's task template (json-e), if any; a route's own replaces its top-level keys. */
+  readonly task?: Readonly<Record<string, unknown>>;
+}
+
+export type BackendKind = 'buildbot' | 'taskcluster';
+
 export interface Backend {
   readonly name: string;
+  /** `buildbot`: answers Buildbot's API itself, requests are forwarded. `taskcluster`: the proxy translates. */
+  readonly kind: BackendKind;
+  readonly queue?: QueueSettings;
   /** As written in routes.yaml. */
   readonly url: string;
   /** `http://host:port`, what connections are opened to. */
@@ -90,6 +107,8 @@ export interface Route {
   readonly fallback?: string;
   /** Extra attempts for safe methods (GET, HEAD, OPTIONS) that failed without an answer. */
   readonly retries: number;
+  /** The route's task template for its taskcluster targets, over the backend's own. */
+  readonly task?: Readonly<Record<string, unknown>>;
   /** For glob and regex routes. */
   readonly test?: (jobType: string) => boolean;
 }

@@ -40,8 +40,24 @@ export interface SmallAnswer {
   body: Buffer;
 }
 
+/** A call of the proxy's own with any method (a queue call), its answer held whole. */
+export interface HeldRequest {
+  method: string;
+  /** Path and query below the backend's base path. */
+  path: string;
+  headers: RawHeaders;
+  body: Buffer | null;
+  timeoutMs: number;
+  /** A larger answer fails the call. */
+  maxBytes: number;
+}
+
+export interface HeldAnswer extends SmallAnswer {
+  headers: RawHeaders;
+}
+
 /** `complete`: false when a copy's body was larger than its limit and left out. */
-type Collected = SmallAnswer & { complete: boolean };
+type Collected = HeldAnswer & { complete: boolean };
 
 /** A request failure as an Error, for callers that await: keeps the classification. */
 export class UpstreamError extends Error {
@@ -65,6 +81,7 @@ class UpstreamTimeout extends Error {
 class Collector implements AnswerSink {
   private status = 0;
   private contentType: string | undefined;
+  private headers: RawHeaders = [];
   private chunks: Buffer[] | undefined = [];
   private size = 0;
   exchange: Exchange | undefined;
@@ -75,9 +92,10 @@ class Collector implements AnswerSink {
     private readonly done: (error: Error | undefined, answer: Collected | undefined) => void,
   ) {}
 
-  head(status: number, _text: string | undefined, _headers: RawHeaders, contentType: string | undefined): void {
+  head(status: number, _text: string | undefined, headers: RawHeaders, contentType: string | undefined): void {
     this.status = status;
     this.contentType = contentType;
+    this.headers = headers;
   }
 
   data(chunk: Buffer): boolean {
@@ -91,7 +109,7 @@ class Collector implements AnswerSink {
 
   end(): void {
     const body = this.chunks === undefined ? Buffer.alloc(0) : Buffer.concat(this.chunks);
-    this.done(undefined, { status: this.status, contentType: this.contentType, body, complete: this.chunks !== undefined });
+    this.done(undefined, { status: this.status, contentType: this.contentType, headers: this.headers, body, complete: this.chunks !== undefined });
   }
 
   failed(failure: UpstreamFailure, error: unknown): void {
@@ -131,6 +149,24 @@ export class Upstream {
     const outgoing = { method: 'GET', path: request.path, headers: request.headers, body: null, timeoutMs: request.timeoutMs };
     const { status, contentType, body } = await this.collect(this.pools.get(backend), backend, outgoing, request.maxBytes ?? 0, request.maxBytes === undefined);
     return { status, contentType, body };
+  }
+
+  /**
+   * A call of the proxy's own with any method and body (a queue's API), its
+   * answer held whole up to `maxBytes`. Sent once: a failure says whether it
+   * may have reached the backend, and the caller decides about sending again.
+   */
+  async send(backend: Backend, request: HeldRequest): Promise<HeldAnswer> {
+    const { status, contentType, headers, body } = await this.collect(this.pools.get(backend), backend, request, request.maxBytes, false);
+    return { status, contentType, headers, body };
+  }
+
+  /**
+   * A GET whose answer goes to `sink` as it arrives (a log artifact streamed
+   * to a client). The returned exchange lets the caller abort it.
+   */
+  stream(backend: Backend, request: { path: string; headers: RawHeaders }, sink: AnswerSink): Exchange {
+    return this.dispatch(this.pools.get(backend), backend, { method: 'GET', path: request.path, headers: request.headers, body: null, timeoutMs: undefined }, sink);
   }
 
   /** Closes the connections of backends no longer in use, once their requests finish. */

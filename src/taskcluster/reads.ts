@@ -1,0 +1,107 @@
+/**
+ * What the proxy knows of queue work, kept fresh: each task's status (from
+ * the store when the task is final, so reads of finished work need no queue
+ * round trip; from the queue, at most once per `freshForMs` and one call at a
+ * time per task, while it runs) and the builds its runs became.
+ */
+import type { Logger } from '../logging/logger.js';
+import type { Backend } from '../routing/table.js';
+import type { BuildRecord, Store, TaskRecord } from '../store/store.js';
+import type { Upstream } from '../upstream/upstream.js';
+import type { QueueClient } from './queue-client.js';
+import type { QueueTaskStatus } from './queue-types.js';
+import { runsThatAreBuilds } from './shapes.js';
+
+const FRESH_FOR_MS = 1_000;
+/** How long the legacy master's last build number of a builder is trusted before asking again. */
+const NUMBER_FLOOR_TTL_MS = 30_000;
+
+export interface TaskView {
+  task: TaskRecord;
+  status: QueueTaskStatus | undefined;
+  builds: BuildRecord[];
+}
+
+export class TaskStatuses {
+  private readonly inFlight = new Map<string, Promise<TaskView>>();
+  private readonly floors = new Map<string, { floor: number; at: number }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly client: QueueClient,
+    private readonly upstream: Pick<Upstream, 'fetch'>,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** A task with its latest known status and its builds, refreshed from the queue when stale. */
+  view(task: TaskRecord, backends: ReadonlyMap<string, Backend>, legacy: Backend): Promise<TaskView> {
+    const known = this.inFlight.get(task.taskId);
+    if (known !== undefined) return known;
+    const pending = this.refresh(task, backends, legacy).finally(() => this.inFlight.delete(task.taskId));
+    this.inFlight.set(task.taskId, pending);
+    return pending;
+  }
+
+  private async refresh(task: TaskRecord, backends: ReadonlyMap<string, Backend>, legacy: Backend): Promise<TaskView> {
+    let status = task.status === null ? undefined : (JSON.parse(task.status) as QueueTaskStatus);
+    const backend = backends.get(task.backend);
+    const stale = task.statusAt === null || this.now() - task.statusAt >= FRESH_FOR_MS;
+    if (task.state === 'created' && !task.final && stale && backend?.kind === 'taskcluster') {
+      const answer = await this.client.status(backend, task.taskId);
+      if (answer.ok && answer.body?.status !== undefined) {
+        status = answer.body.status;
+        const final = isResolved(status);
+        await this.store.saveStatus(task.taskId, JSON.stringify(status), final, this.now());
+      } else if (!answer.ok) {
+        // A stale status still answers the client; the next read tries again.
+        this.logger.warn('queue status read failed; answering with the last known status', { backend: backend.name, taskId: task.taskId, error: answer.answered ? `${answer.status} ${answer.error.code}` : answer.failure.kind });
+      }
+    }
+    const builds = await this.buildsFor(task, status, legacy);
+    return { task, status, builds };
+  }
+
+  /** The builds of a task's runs, minted the first time a run is seen to have started. */
+  private async buildsFor(task: TaskRecord, status: QueueTaskStatus | undefined, legacy: Backend): Promise<BuildRecord[]> {
+    if (status === undefined) return [];
+    const runs = runsThatAreBuilds(status);
+    if (runs.length === 0) return [];
+    const known = await this.store.buildsOfTask(task.buildrequestId);
+    const builds = [...known];
+    for (const runId of runs) {
+      if (known.some((b) => b.runId === runId)) continue;
+      const floor = await this.numberFloor(task.builderName, legacy);
+      builds.push(await this.store.buildForRun(task.buildrequestId, runId, task.builderName, floor));
+    }
+    return builds.sort((a, b) => a.runId - b.runId);
+  }
+
+  /** The number after the legacy master's last build of a builder: build numbers continue after the legacy master's. */
+  private async numberFloor(builderName: string, legacy: Backend): Promise<number> {
+    const cached = this.floors.get(builderName);
+    if (cached !== undefined && this.now() - cached.at < NUMBER_FLOOR_TTL_MS) return cached.floor;
+    let floor = cached?.floor ?? 1;
+    try {
+      const answer = await this.upstream.fetch(legacy, {
+        path: `/api/v2/builders/${encodeURIComponent(builderName)}/builds?order=-number&limit=1&field=number`,
+        headers: ['accept', 'application/json', 'user-agent', 'strangler-proxy build numbers'],
+        timeoutMs: 2_000,
+        maxBytes: 64 * 1024,
+      });
+      if (answer.status === 200) {
+        const last = (JSON.parse(answer.body.toString('utf8')) as { builds?: { number?: unknown }[] }).builds?.[0]?.number;
+        floor = typeof last === 'number' ? last + 1 : 1;
+      }
+    } catch (error) {
+      this.logger.warn('could not read the legacy master\'s last build number; numbering from the last one known', { builder: builderName, error: (error as Error).message });
+    }
+    this.floors.set(builderName, { floor, at: this.now() });
+    return floor;
+  }
+}
+
+/** A task whose last run is resolved and will not be retried by the queue. */
+export function isResolved(status: QueueTaskStatus): boolean {
+  return status.state === 'completed' || status.state === 'failed' || status.state === 'exception';
+}
