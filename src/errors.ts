@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   CLIENT_BODY_TIMEOUT: { status: 408, meaning: 'the client stalled its request body longer than the body idle timeout; nothing was sent to a backend' },
   PROXY_BUSY: { status: 503, meaning: 'the request body did not fit the budget of body bytes the proxy holds in memory at once; nothing was sent to a backend' },
   USAGE: { status: 400, meaning: 'a command line was not understood' },
+  STORE_UNAVAILABLE: { status: 503, meaning: 'the store could not be opened or written (data directory not writable, database unreachable, file held by another process); nothing was answered as done' },
+  STORE_CORRUPT: { status: 500, meaning: 'the store holds something it cannot read back (a damaged file, an id outside the minted range, a schema newer than this proxy knows); the proxy refuses to guess' },
   LISTEN_FAILED: { status: 500, meaning: 'the proxy or admin listener could not bind its address (port in use, no permission); nothing is left listening' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
