@@ -30,6 +30,7 @@ import {
 } from './lib/procs.js';
 import { productionNodeFlags } from './lib/production.js';
 import { generateRoutes, jobTypeWorkload, routesYaml, type GeneratedRoute } from './lib/routes.js';
+import type { StoreLookupReport } from './store-lookups.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
@@ -67,6 +68,7 @@ const P = {
   memFirst: SMOKE ? 2_000 : 100_000,
   memTotal: SMOKE ? 20_000 : 1_000_000,
   routing: SMOKE ? { rounds: 3, length: 20_000, coldBudgetMs: 100 } : { rounds: 25, length: 200_000, coldBudgetMs: 1500 },
+  store: SMOKE ? { count: 20_000, lookups: 5_000 } : { count: 1_000_000, lookups: 100_000 },
   routes: 300,
   /** A slice during which processes that are not ours used more than this share of a core is measured again (once). */
   maxForeignPct: 25,
@@ -623,6 +625,11 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   const routing = await routingMicro();
   for (const c of routing.cases) log(`  ${c.key.padEnd(11)} ${c.nsPerDecision.toFixed(0).padStart(5)} ns/decision (matched ${c.nsPerMatchedDecision.toFixed(0)}, default ${c.nsPerUnmatchedDecision.toFixed(0)}, lookup ${c.nsPerLookup.toFixed(0)}, first sight ${fmtNs(c.nsPerColdDecision)}); parse ${c.parseMs.toFixed(0)} ms`);
 
+  log(`\nstore lookups: ${fmtCount(P.store.count)} mapped ids (bench/store-lookups.ts), pinned to cpu ${SERVER_CPU}`);
+  const store = await childJson<StoreLookupReport>('store-lookups', SERVER_CPU, ['--import', 'tsx', path.join(HERE, 'store-lookups.ts'), JSON.stringify(P.store)]);
+  for (const r of store.results) log(`  ${r.kind.padEnd(9)} p99 ${r.byBuildrequest.p99Ms} ms by buildrequest, ${r.byTaskId.p99Ms} ms by taskId; RSS ${r.rssMiB.start} → ${r.rssMiB.afterFill} → ${r.rssMiB.afterLookups} MiB`);
+  if (store.postgresNote) log(`  postgres skipped: ${store.postgresNote}`);
+
   // ---- verdicts
   const shadowCost = 1 - shadowRatio.ratio;
   const targets: Target[] = [
@@ -641,6 +648,8 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     // A copy dropped at the in-flight cap costs nothing: the cost above only counts if (nearly) every request was copied.
     target('shadow-copies', 'shadow copies the mirror received per shadowed request', mirrorCopies / (shadowRequests || 1), 0.95, 'min', '×'),
     target('memory-growth', `RSS growth from ${fmtCount(P.memFirst)} to ${fmtCount(P.memTotal)} requests`, memory.growthMiB, 20, 'max', 'MiB'),
+    ...store.results.map((r) => target(`store-p99-${r.kind}`, `${r.kind} store lookup p99 with ${fmtCount(r.rows)} mapped ids`,
+      Math.max(r.byBuildrequest.p99Ms, r.byTaskId.p99Ms), 1, 'max', 'ms', `RSS ${r.rssMiB.start} → ${r.rssMiB.afterLookups} MiB`)),
   ];
 
   // ---- report
@@ -672,6 +681,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     download,
     memory,
     routing,
+    store,
     accessLog: { proxyLines: proxyLogLines, proxyRequests: sumRequests(slices, 'proxy') },
     targets,
     slices,
