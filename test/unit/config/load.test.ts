@@ -99,7 +99,7 @@ routes:
   it('rejects an unknown key, pointing at the key and listing the allowed ones', () => {
     const p = onlyProblem(`${BACKENDS}routes:\n  - jobType: a\n    backnd: buildbot\n`);
     expect(p).to.include({ line: 6, column: 5, field: 'routes[0].backnd' });
-    expect(p.message).to.equal('unknown key "backnd"; expected one of: jobType, backend, split, stickyBy, shadow, fallback, retries');
+    expect(p.message).to.equal('unknown key "backnd"; expected one of: jobType, backend, split, stickyBy, shadow, fallback, retries, task');
   });
 
   it('rejects an unknown top-level key', () => {
