@@ -478,7 +478,7 @@ const ENTITY_BY_PLURAL: ReadonlyMap<string, EntitySpec> = new Map(Object.values(
 /** The entity type for a name or plural (`build`, `builds`); throws a TypeError for another (a caller's mistake). */
 export function entityOf(kind: EntitySpec | string): EntitySpec {
   if (typeof kind !== 'string') return kind;
-  const entity = ENTITY_BY_PLURAL.get(kind) ?? (ENTITIES as Record<string, EntitySpec>)[kind];
+  const entity = ENTITY_BY_PLURAL.get(kind) ?? (Object.hasOwn(ENTITIES, kind) ? (ENTITIES as Record<string, EntitySpec>)[kind] : undefined);
   if (entity === undefined) throw new TypeError(`no Buildbot entity type "${kind}"`);
   return entity;
 }
@@ -547,6 +547,11 @@ export function legacyQueryOf(params: URLSearchParams, query: CollectionQuery): 
  * the lower ones), offset and limit once, field selection, and total = both
  * totals. Without an `order`, every legacy row comes first, since every
  * minted id is above every legacy id. Paging follows SQL's rules here.
+ *
+ * The total is only as right as the legacy's: a 3.7 master that pages in SQL
+ * reports the length of its page as `meta.total` (see the top of this file).
+ *
+ * @example mergeCollections(ourBuilds, {items: legacy.builds, total: legacy.meta.total}, params, 'builds')
  */
 export function mergeCollections<T extends object>(
   ours: readonly T[],
