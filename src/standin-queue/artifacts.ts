@@ -7,14 +7,22 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export interface Artifact {
   name: string;
-  /** `s3` for stored bytes (what a real queue reports for uploaded files), `reference` for a redirect. */
-  storageType: 's3' | 'reference';
+  /**
+   * `s3` for bytes held here (what a real queue reports for uploaded files),
+   * `reference` for a redirect (to `url`, or to another artifact's bytes),
+   * `error` for an artifact a worker declares it could not make (answered 424).
+   */
+  storageType: 's3' | 'reference' | 'error';
   contentType: string;
   expires: string;
   /** The bytes, for `s3`; a live log grows while its run is running. */
   chunks: Buffer[];
   /** For `reference`: another artifact of the same run whose bytes it serves. */
   referenceTo?: string;
+  /** For `reference` made by createArtifact: where the 303 sends the client. */
+  url?: string;
+  /** For `error`: what the 424 says. */
+  error?: { reason: string; message: string };
 }
 
 export interface ArtifactListEntry {

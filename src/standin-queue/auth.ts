@@ -86,9 +86,10 @@ export async function authenticate({ req, body, clients, anonymousScopes }: Auth
     let clientId: string;
     let ext: string | undefined;
     if (hasBewit) {
-      const r = await hawk.server.authenticateBewit(req, credentialsFor, {});
-      clientId = r.bewit.id;
-      ext = r.bewit.ext || undefined;
+      // hawk 9 answers {credentials, attributes} here, whatever its type declarations say.
+      const r = (await hawk.server.authenticateBewit(req, credentialsFor, {})) as unknown as { credentials: { id: string }; attributes: { ext?: string } };
+      clientId = r.credentials.id;
+      ext = r.attributes.ext || undefined;
     } else {
       const r = await hawk.server.authenticate(req, credentialsFor, {});
       clientId = (r.credentials as unknown as { id: string }).id;
@@ -107,7 +108,8 @@ export async function authenticate({ req, body, clients, anonymousScopes }: Auth
     if ('message' in restricted) return { status: 'auth-failed', message: restricted.message };
     return { status: 'auth-success', clientId, scopes: restricted.scopes };
   } catch (err) {
-    const id = (err as { credentials?: unknown; artifacts?: { id?: string } }).artifacts?.id;
+    const failed = err as { artifacts?: { id?: string }; bewit?: { id?: string } };
+    const id = failed.artifacts?.id ?? failed.bewit?.id;
     if (id !== undefined && !clients.has(id)) return { status: 'auth-failed', message: `Client with clientId '${id}' not found` };
     return { status: 'auth-failed', message: hawkFailure(err) };
   }

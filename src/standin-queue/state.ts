@@ -243,6 +243,32 @@ export class TaskStore {
     return true;
   }
 
+  /** One run's state, for the worker-side calls that check it before acting. */
+  run(taskId: string, runId: number): { state: QueueRun['state']; reasonResolved?: ReasonResolved; workerGroup?: string; workerId?: string; resolved?: number } | undefined {
+    const run = this.tasks.get(taskId)?.runs[runId];
+    return run ? { ...run } : undefined;
+  }
+
+  /**
+   * A worker's report over the API: resolves the running run, or accepts a
+   * repeat of the same report; anything else is 409 as on the queue.
+   */
+  report(taskId: string, runId: number, outcome: RunOutcome, now: number): StandinTaskStatus {
+    const task = this.get(taskId);
+    const run = task.runs[runId];
+    const reason = outcome.state === 'exception' ? outcome.reason : outcome.state;
+    if (run && runId === task.runs.length - 1 && run.state === 'running') {
+      this.resolveRun(task, run, outcome, now);
+    } else {
+      // A repeat of the report that resolved this run (and may have added a retry after it) is answered again.
+      const repeat = run && run.state === outcome.state && run.reasonResolved === reason && task.runs.length - 1 <= runId + 1;
+      if (!repeat) {
+        throw new QueueError('RequestConflict', 'Run {{runId}} on task `{{taskId}}` is resolved or not running.', { taskId, runId });
+      }
+    }
+    return this.status(taskId);
+  }
+
   /** The claim resolver: a running run past its takenUntil becomes exception/claim-expired (and is retried). */
   expireClaims(now: number): number {
     let n = 0;
@@ -266,7 +292,6 @@ export class TaskStore {
         task.runs.push({ state: 'exception', reasonCreated: 'exception', reasonResolved: 'deadline-exceeded', scheduled: now, resolved: now });
       } else {
         Object.assign(run, { state: 'exception', reasonResolved: 'deadline-exceeded', resolved: now });
-        delete run.takenUntil;
       }
       this.afterResolve(task, now);
       n++;
@@ -307,7 +332,6 @@ export class TaskStore {
     run.state = outcome.state;
     run.reasonResolved = outcome.state === 'exception' ? outcome.reason : outcome.state;
     run.resolved = now;
-    delete run.takenUntil;
     if (outcome.state === 'exception') {
       const retryReason: ReasonCreated | undefined =
         outcome.reason === 'worker-shutdown' || outcome.reason === 'claim-expired'

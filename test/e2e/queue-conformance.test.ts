@@ -77,7 +77,13 @@ interface QueueClient {
   getArtifact(taskId: string, runId: number, name: string): Promise<Json>;
   getLatestArtifact(taskId: string, name: string): Promise<Json>;
   listArtifacts(taskId: string, runId: number): Promise<Json>;
+  claimWork(taskQueueId: string, payload: Json): Promise<Json>;
+  reportCompleted(taskId: string, runId: number): Promise<Json>;
+  reportFailed(taskId: string, runId: number): Promise<Json>;
+  reportException(taskId: string, runId: number, payload: Json): Promise<Json>;
+  createArtifact(taskId: string, runId: number, name: string, payload: Json): Promise<Json>;
   buildUrl(method: unknown, ...args: unknown[]): string;
+  buildSignedUrl(method: unknown, ...args: unknown[]): string;
 }
 interface TcModule {
   Queue: new (options: Json) => QueueClient;
@@ -448,6 +454,118 @@ describe(`queue conformance (taskcluster-client 87.1.3) against ${TARGET}`, func
       const err = await rejection(queue.createTask(slugid.nice(), definition({ taskGroupId: groupId, schedulerId: 'other-scheduler' })));
       expectQueueError(err, 409, 'RequestConflict');
       await queue.cancelTask(first);
+    });
+  });
+
+  describe('the worker interface: claimWork, artifacts, reports, retries', () => {
+    // A task queue of this run alone, so tasks left pending by earlier runs against a real queue are not claimed.
+    const taskQueueId = `proj-conformance/c${slugid.nice().toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12)}`;
+    const workerGroup = 'conformance';
+    const workerId = 'worker-1';
+
+    async function claim(taskId: string): Promise<{ runId: number; worker: QueueClient; claim: Json }> {
+      const res = await queue.claimWork(taskQueueId, { tasks: 1, workerGroup, workerId });
+      expect(res.tasks, 'claimWork found no task').to.have.length(1);
+      const c = res.tasks[0] as Json;
+      expect(c.status.taskId).to.equal(taskId);
+      // The run's own credentials, as a worker would use them.
+      const worker = new tc.Queue({ rootUrl, retries: 0, credentials: c.credentials });
+      return { runId: c.runId as number, worker, claim: c };
+    }
+
+    it('claims a pending task (running, with worker and takenUntil), serves its artifacts, and resolves it once', async () => {
+      const taskId = slugid.nice();
+      await queue.createTask(taskId, definition({ taskQueueId }));
+      const { runId, worker, claim: c } = await claim(taskId);
+      expect(runId).to.equal(0);
+      expect(c).to.include({ workerGroup, workerId });
+      expect(c.takenUntil).to.be.a('string');
+      expect(c.task.taskQueueId).to.equal(taskQueueId);
+      expect(c.credentials).to.include.keys('clientId', 'accessToken');
+      const running = (await queue.status(taskId)).status as Json;
+      expect(running.state).to.equal('running');
+      expect(running.runs[0]).to.include({ state: 'running', workerGroup, workerId });
+      expect(running.runs[0]).to.include.keys('takenUntil', 'started');
+
+      const expires = c.task.expires as string;
+      const logUrl = 'https://example.com/conformance/live_backing.log';
+      expect(
+        await worker.createArtifact(taskId, runId, 'public/logs/live_backing.log', { storageType: 'reference', expires, contentType: 'text/plain', url: logUrl }),
+      ).to.deep.equal({ storageType: 'reference' });
+      await worker.createArtifact(taskId, runId, 'public/missing.txt', { storageType: 'error', expires, reason: 'file-missing-on-worker', message: 'no such file' });
+
+      // Signed (a Hawk bewit in the URL): a real deployment may give anonymous requests no scopes at all.
+      const redirect = await fetch(queue.buildSignedUrl((queue as unknown as Json).getLatestArtifact, taskId, 'public/logs/live_backing.log'), { redirect: 'manual' });
+      expect(redirect.status).to.equal(303);
+      expect(redirect.headers.get('location')).to.equal(logUrl);
+      expect(redirect.headers.get('x-taskcluster-artifact-storage-type')).to.equal('reference');
+      expect(await queue.getArtifact(taskId, runId, 'public/logs/live_backing.log')).to.deep.equal({ storageType: 'reference', url: logUrl });
+      const failed = await fetch(queue.buildSignedUrl((queue as unknown as Json).getArtifact, taskId, runId, 'public/missing.txt'), { redirect: 'manual' });
+      expect(failed.status).to.equal(424);
+      expect(await failed.json()).to.deep.equal({ reason: 'file-missing-on-worker', message: 'no such file' });
+      expectQueueError(await rejection(queue.getArtifact(taskId, runId, 'public/nothing-here')), 404, 'ResourceNotFound');
+      const listed = (await queue.listArtifacts(taskId, runId)).artifacts as Json[];
+      expect(listed.map((a) => a.name).sort()).to.deep.equal(['public/logs/live_backing.log', 'public/missing.txt']);
+
+      const { status: done } = await worker.reportCompleted(taskId, runId);
+      expect(done.state).to.equal('completed');
+      expect(done.runs[0]).to.include({ state: 'completed', reasonResolved: 'completed', workerGroup, workerId });
+      // The resolved run keeps the takenUntil of its last claim.
+      expect(done.runs[0]).to.have.property('takenUntil');
+      expect((await worker.reportCompleted(taskId, runId)).status).to.deep.equal(done);
+      const conflict = await rejection(worker.reportFailed(taskId, runId));
+      expectQueueError(conflict, 409, 'RequestConflict');
+      expect(conflict.body?.message).to.contain('is not running or failed');
+      const late = await rejection(worker.createArtifact(taskId, runId, 'public/late.txt', { storageType: 'reference', expires, contentType: 'text/plain', url: logUrl }));
+      expectQueueError(late, 409, 'RequestConflict');
+    });
+
+    it('retries intermittent-task (task-retry) and worker-shutdown (retry), counting retriesLeft down', async () => {
+      const taskId = slugid.nice();
+      await queue.createTask(taskId, definition({ taskQueueId }));
+      let { runId, worker } = await claim(taskId);
+      const { status: s1 } = await worker.reportException(taskId, runId, { reason: 'intermittent-task' });
+      expect(s1.state).to.equal('pending');
+      expect(s1.retriesLeft).to.equal(4);
+      expect(s1.runs[0]).to.include({ state: 'exception', reasonResolved: 'intermittent-task' });
+      expect(s1.runs[1]).to.include({ runId: 1, state: 'pending', reasonCreated: 'task-retry' });
+
+      ({ runId, worker } = await claim(taskId));
+      expect(runId).to.equal(1);
+      const { status: s2 } = await worker.reportException(taskId, runId, { reason: 'worker-shutdown' });
+      expect(s2.retriesLeft).to.equal(3);
+      expect(s2.runs[2]).to.include({ runId: 2, state: 'pending', reasonCreated: 'retry' });
+
+      ({ runId, worker } = await claim(taskId));
+      const { status: s3 } = await worker.reportFailed(taskId, runId);
+      expect(s3.state).to.equal('failed');
+      expect(s3.runs.map((r: Json) => r.state)).to.deep.equal(['exception', 'exception', 'failed']);
+    });
+
+    it('does not retry when no retries are left, nor for malformed-payload', async () => {
+      const noRetries = slugid.nice();
+      await queue.createTask(noRetries, definition({ taskQueueId, retries: 0 }));
+      let { runId, worker } = await claim(noRetries);
+      const { status } = await worker.reportException(noRetries, runId, { reason: 'worker-shutdown' });
+      expect(status.state).to.equal('exception');
+      expect(status.runs).to.have.length(1);
+
+      const malformed = slugid.nice();
+      await queue.createTask(malformed, definition({ taskQueueId }));
+      ({ runId, worker } = await claim(malformed));
+      const { status: m } = await worker.reportException(malformed, runId, { reason: 'malformed-payload' });
+      expect(m.state).to.equal('exception');
+      expect(m.runs).to.have.length(1);
+      expect(m.retriesLeft).to.equal(5);
+    });
+
+    it('cancels a running task (the worker keeps its name on the run; its report is then 409)', async () => {
+      const taskId = slugid.nice();
+      await queue.createTask(taskId, definition({ taskQueueId }));
+      const { runId, worker } = await claim(taskId);
+      const { status } = await queue.cancelTask(taskId);
+      expect(status.runs[0]).to.include({ state: 'exception', reasonResolved: 'canceled', workerGroup, workerId });
+      expectQueueError(await rejection(worker.reportCompleted(taskId, runId)), 409, 'RequestConflict');
     });
   });
 
