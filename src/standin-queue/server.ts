@@ -448,7 +448,9 @@ export async function startStandinQueue(options: StandinQueueOptions): Promise<S
             `queue:create-artifact:${taskId}/${runId}`,
           ],
         });
-        claimed.push({ status: store.status(taskId), runId, workerGroup, workerId, takenUntil: new Date(takenUntil).toJSON(), task, credentials });
+        // The real queue passes takenUntil through from Postgres here, so it reads `+00:00` rather than `Z`.
+        const pgTakenUntil = new Date(takenUntil).toJSON().replace(/Z$/, '+00:00');
+        claimed.push({ status: store.status(taskId), runId, workerGroup, workerId, takenUntil: pgTakenUntil, task, credentials });
       }
       if (claimed.length > 0 || closed || Date.now() >= until) break;
       await new Promise((r) => setTimeout(r, 50));
