@@ -47,6 +47,9 @@ export class QueueWork {
   /** The translator, once the store is open. */
   readonly translator = (): TaskclusterTranslator | undefined => this.current;
 
+  /** The store, once open: the admin API reads recent tasks and explains minted ids from it. */
+  readonly openedStore = (): Store | undefined => (this.current === undefined ? undefined : this.store);
+
   /** Opens the store when a table first names a queue (or a store is configured); keeps the loop on the table in force. */
   async follow(table: RoutingTable): Promise<void> {
     this.table = table;
