@@ -10,14 +10,17 @@
  * 2026-12-04 on v20.20.2), so the suite runs on both; should an import ever
  * fail, it skips with that reason.
  *
- * Checks that need a worker (artifacts, automatic retries) run on the stand-in
- * only: a real queue has no worker here, and the stand-in does not implement
- * the worker-side calls (claimWork, reportCompleted, createArtifact) that would
- * let this suite play one. They say so when skipped.
+ * Artifacts and retries are checked on both sides: the suite plays the worker
+ * itself through claimWork, createArtifact (reference and error artifacts: the
+ * loopback real queue has no S3) and reportCompleted/Failed/Exception, which
+ * the stand-in implements too. The stand-in's built-in worker and its
+ * anonymous public-artifact reads are checked on the stand-in only (a real
+ * queue has no worker here, and its anonymous scopes are the deployment's).
  *
  * What the real queue answered (taskcluster/taskcluster v106 at 9d59eb59f6, run by
- * ../shared/taskcluster-queue/up.sh on 127.0.0.1, 2026-12-04; all passed
- * unchanged against it and against the stand-in):
+ * ../shared/taskcluster-queue/up.sh on 127.0.0.1, 2026-12-04, Node 20.20.2: 21
+ * passing, 5 skipped as stand-in-only; against the stand-in 26 passing on Node 20
+ * and 24):
  * - createTask → 200 `{status}`: state pending, one run {runId 0, state pending,
  *   reasonCreated scheduled, scheduled}, retriesLeft 5, schedulerId "-",
  *   projectId "none", taskGroupId = taskId, priority "lowest", expires =
@@ -54,6 +57,27 @@
  * - listTaskGroup with limit 2 over 3 tasks → 2 tasks and a continuationToken,
  *   then 1 and none; a second schedulerId in the group → 409 RequestConflict.
  * - a malformed taskId → 400 InvalidRequestArguments.
+ * - claimWork → `{tasks: [{status, runId, workerGroup, workerId, takenUntil, task,
+ *   credentials}]}`, the run running with workerGroup/workerId/takenUntil/started;
+ *   takenUntil in the claim reads "…+00:00" (Postgres form), in the status "…Z";
+ *   credentials are temporary ones with a certificate (the stand-in's have none).
+ * - createArtifact reference/error → 200 `{storageType}`; getArtifact → 303 with
+ *   `location` = the url and x-taskcluster-artifact-storage-type: reference, body
+ *   `{storageType, url}`; error artifact → 424 `{reason, message}`; unknown name →
+ *   404; an unsigned anonymous request → 403 (the harness has no anonymous role).
+ * - reportCompleted → completed, the run keeping takenUntil; repeated → same status;
+ *   reportFailed then → 409 "Run 0 of task `…` is not running or failed.";
+ *   createArtifact after completion → 409.
+ * - reportException intermittent-task → new run reasonCreated "task-retry";
+ *   worker-shutdown → "retry"; each takes one from retriesLeft; with retries 0 or
+ *   for malformed-payload no new run.
+ * - cancel of a running run keeps workerGroup/workerId; the worker's report is 409.
+ * - messages the probe compared line by line and the stand-in now copies: unknown
+ *   client "Client with clientId '…' not found"; schema errors "Rejecting Schema:
+ *   <rootUrl>/schemas/queue/v1/create-task-request.json#" with "data/metadata …"
+ *   paths; missing dependencies "`task.dependencies` references non-existing
+ *   tasks: …"; run keys in the order runId, state, reasonCreated, reasonResolved,
+ *   workerGroup, workerId, takenUntil, scheduled, started, resolved.
  */
 import { expect } from 'chai';
 import slugid from 'slugid';
