@@ -205,7 +205,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       backends: backendStatus,
       knownJobTypes: () => metrics.knownJobTypeNames(),
       reload: () => store.reload('admin'),
-      explain: (input) => explainRequest(store.current(), input, builders),
+      explain: (input) => explainRequest(store.current(), input, builders, { store: queues.openedStore() }),
+      queues: { store: queues.openedStore, hasCredentials: (backend) => queues.client.hasCredentials(backend) },
       auth: { token: options.adminToken || undefined, protectReads: options.protectAdminReads === true },
     }),
   );

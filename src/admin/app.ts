@@ -11,13 +11,15 @@ import type { ReloadEvent } from '../config/store.js';
 import type { ExplainInput, Explanation } from '../explain.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { TrafficStats } from '../metrics/traffic.js';
+import { isStranglerError } from '../errors.js';
 import type { CircuitState } from '../resilience/circuit.js';
-import type { RoutingTable } from '../routing/table.js';
+import type { Backend, RoutingTable } from '../routing/table.js';
+import type { Store, TaskRecord } from '../store/store.js';
 import { checkToken, requireToken } from './auth.js';
 import { BadRequest, sendAdminError } from './errors.js';
 import { renderLockedPage, renderStatusPage, statusPageCsp, type PageModel } from './page.js';
-import { explainFromBody, explainFromQuery, intParam, MAX_EXPLAIN_BODY_BYTES, onlyParams } from './params.js';
-import { backendsView, historyView, progressView, routesView, type RowsByWindow } from './views.js';
+import { explainFromBody, explainFromQuery, intParam, jobTypeParam, MAX_EXPLAIN_BODY_BYTES, onlyParams } from './params.js';
+import { backendsView, historyView, progressView, queuesView, routesView, type QueuesView, type RowsByWindow, type StoredTask } from './views.js';
 
 export interface BackendStatus {
   name: string;
@@ -46,13 +48,24 @@ export interface AdminDeps {
   knownJobTypes: () => string[];
   reload: () => Promise<ReloadEvent>;
   explain: (input: ExplainInput) => Promise<Explanation>;
+  /** Work on Taskcluster queues: the store once open (undefined before), and whether a queue's credentials are set. */
+  queues?: QueueDeps;
   /** SECURITY: the bearer token for POST endpoints (and reads, if protectReads); none disables POSTs. */
   auth: { token: string | undefined; protectReads: boolean };
+}
+
+export interface QueueDeps {
+  store: () => Pick<Store, 'kind' | 'recentTasks' | 'tasksOfBuilder' | 'buildsOfTask'> | undefined;
+  /** SECURITY: whether the backend's credential variables are set; never their values. */
+  hasCredentials: (backend: Backend) => boolean;
 }
 
 /** How often the status page re-fetches itself. */
 export const PAGE_REFRESH_MS = 2000;
 const HISTORY_LIMIT_MAX = 100;
+const QUEUE_TASKS_MAX = 100;
+/** Tasks per queue on the status page; GET /queues?limit= shows up to QUEUE_TASKS_MAX. */
+export const PAGE_QUEUE_TASKS = 10;
 
 const ENDPOINTS: Record<string, readonly string[]> = {
   '/': ['GET'],
@@ -62,6 +75,7 @@ const ENDPOINTS: Record<string, readonly string[]> = {
   '/routes': ['GET'],
   '/explain': ['GET', 'POST'],
   '/backends': ['GET'],
+  '/queues': ['GET'],
   '/history': ['GET'],
   '/progress': ['GET'],
   '/reload': ['POST'],
@@ -112,7 +126,16 @@ export function createAdminApp(deps: AdminDeps): Express {
 
   app.get('/backends', read, (req, res) => {
     onlyParams(req.query, []);
-    res.json({ backends: backendsView(deps.backends(), deps.traffic.rows('5m')) });
+    res.json({ backends: backendsView(deps.backends(), deps.traffic.rows('5m'), deps.table()) });
+  });
+
+  app.get('/queues', read, async (req, res) => {
+    onlyParams(req.query, ['jobType', 'limit']);
+    const jobType = jobTypeParam(req.query, 'jobType');
+    const limit = intParam(req.query, 'limit', 1, QUEUE_TASKS_MAX, 20);
+    const view = await readQueues(deps, jobType, limit);
+    if (!view.ok) return sendAdminError(res, view.status, view.code, view.message);
+    res.json(view.view);
   });
 
   app.get('/history', read, (req, res) => {
@@ -153,7 +176,7 @@ export function createAdminApp(deps: AdminDeps): Express {
     });
   });
 
-  app.get('/', (req, res) => {
+  app.get('/', async (req, res) => {
     // SECURITY: a fresh nonce per answer; the CSP lets only the page's own script run.
     const nonce = randomBytes(16).toString('base64');
     res.set('content-security-policy', statusPageCsp(nonce));
@@ -167,7 +190,15 @@ export function createAdminApp(deps: AdminDeps): Express {
       res.status(check.status).send(renderLockedPage(check.message, PAGE_REFRESH_MS, nonce));
       return;
     }
-    res.send(renderStatusPage(pageModel(deps, rowsByWindow()), nonce));
+    // The page is for browsers: a bad jobType shows every job type rather than an error page.
+    let jobType: string | null = null;
+    try {
+      jobType = jobTypeParam(req.query, 'jobType');
+    } catch {
+      jobType = null;
+    }
+    const queues = await readQueues(deps, jobType, PAGE_QUEUE_TASKS);
+    res.send(renderStatusPage(pageModel(deps, rowsByWindow(), queues.ok ? queues.view : { error: queues.message }), nonce));
   });
 
   app.use((req, res) => {
@@ -200,13 +231,57 @@ class UnsupportedMediaType extends Error {
   }
 }
 
-function pageModel(deps: AdminDeps, rows: RowsByWindow): PageModel {
+type QueuesRead = { ok: true; view: QueuesView } | { ok: false; status: 500 | 503; code: 'STORE_UNAVAILABLE' | 'STORE_CORRUPT'; message: string };
+
+/**
+ * The queues of the table in force with their recent tasks: per queue the
+ * newest `limit`, or with `jobType` that builder's newest `limit` (tasks the
+ * queue refused or the proxy abandoned are not a builder's, so they show only
+ * without `jobType`). A store that fails is a 503 naming what failed.
+ */
+async function readQueues(deps: AdminDeps, jobType: string | null, limit: number): Promise<QueuesRead> {
+  const table = deps.table();
+  const store = deps.queues?.store();
+  const queueBackends = [...table.backends.values()].filter((b) => b.kind === 'taskcluster');
+  const tasks = new Map<string, StoredTask[]>();
+  if (store !== undefined && queueBackends.length > 0) {
+    try {
+      if (jobType === null) {
+        for (const b of queueBackends) tasks.set(b.name, await withBuilds(store, await store.recentTasks(b.name, limit)));
+      } else {
+        const ofBuilder = await store.tasksOfBuilder(jobType, { limit, offset: 0, newestFirst: true });
+        for (const item of await withBuilds(store, ofBuilder)) tasks.set(item.task.backend, [...(tasks.get(item.task.backend) ?? []), item]);
+      }
+    } catch (error) {
+      deps.metrics.storeErrors.inc({ operation: 'admin' });
+      const corrupt = isStranglerError(error, 'STORE_CORRUPT');
+      // Store errors name what failed and never carry a password (src/store); anything else stays generic.
+      const message = isStranglerError(error) ? error.message : 'the store could not be read';
+      return { ok: false, status: corrupt ? 500 : 503, code: corrupt ? 'STORE_CORRUPT' : 'STORE_UNAVAILABLE', message: `recent tasks could not be read from the store: ${message}` };
+    }
+  }
+  const view = queuesView(table, tasks, {
+    store: store?.kind ?? null,
+    jobType,
+    limit,
+    hasCredentials: (b) => deps.queues?.hasCredentials(b) ?? false,
+    knownJobTypes: deps.knownJobTypes(),
+  });
+  return { ok: true, view };
+}
+
+async function withBuilds(store: Pick<Store, 'buildsOfTask'>, tasks: readonly TaskRecord[]): Promise<StoredTask[]> {
+  return Promise.all(tasks.map(async (task) => ({ task, builds: await store.buildsOfTask(task.buildrequestId) })));
+}
+
+function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { error: string }): PageModel {
   const table = deps.table();
   const known = deps.knownJobTypes();
   return {
     routes: routesView(table, []),
     progress: progressView(table, known, rows, deps.traffic.since, new Date()),
-    backends: backendsView(deps.backends(), rows['5m']),
+    backends: backendsView(deps.backends(), rows['5m'], table),
+    queues,
     history: deps.history(),
     now: new Date(),
     postsEnabled: deps.auth.token !== undefined && deps.auth.token !== '',

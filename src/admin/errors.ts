@@ -4,7 +4,7 @@
  */
 import type { Response } from 'express';
 
-/** Codes only the admin API answers with (BAD_REQUEST and CONFIG_* are the proxy's own). */
+/** Codes only the admin API answers with (BAD_REQUEST, CONFIG_* and STORE_* are the proxy's own). */
 export const ADMIN_ERROR_CODES = {
   ADMIN_UNAUTHORIZED: 401,
   ADMIN_DISABLED: 403,
@@ -15,7 +15,7 @@ export const ADMIN_ERROR_CODES = {
   INTERNAL: 500,
 } as const;
 
-export type AdminErrorCode = keyof typeof ADMIN_ERROR_CODES | 'BAD_REQUEST' | 'CONFIG_INVALID' | 'CONFIG_UNREADABLE';
+export type AdminErrorCode = keyof typeof ADMIN_ERROR_CODES | 'BAD_REQUEST' | 'CONFIG_INVALID' | 'CONFIG_UNREADABLE' | 'STORE_UNAVAILABLE' | 'STORE_CORRUPT';
 
 export function sendAdminError(res: Response, status: number, code: AdminErrorCode, message: string, details: Record<string, unknown> = {}): void {
   if (res.headersSent) return;

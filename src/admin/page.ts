@@ -12,13 +12,15 @@
  */
 import type { ConfigVersion } from '../config/history.js';
 import type { TrafficWindow } from '../metrics/traffic.js';
-import type { BackendView, LatencyCounts, ProgressJobType, ProgressView, RoutesView, RouteView } from './views.js';
+import type { BackendView, LatencyCounts, ProgressJobType, ProgressView, QueueBackendView, QueuesView, RoutesView, RouteView } from './views.js';
 
 export interface PageModel {
   routes: RoutesView;
   progress: ProgressView;
   backends: BackendView[];
   history: readonly ConfigVersion[];
+  /** The queues and their recent tasks, or why the store could not be read. */
+  queues: QueuesView | { error: string };
   now: Date;
   /** Whether POST endpoints are enabled (a token is configured); shown, never the token. */
   postsEnabled: boolean;
@@ -154,7 +156,7 @@ function backendsSection(m: PageModel): string {
     const health = b.up === null ? '<span class="unknown">unknown</span>' : b.up ? '<span class="good">up</span>' : '<span class="bad">down</span>';
     const circuit = b.circuit === 'closed' ? '<span class="good">closed</span>' : `<span class="bad">${esc(b.circuit)}</span>`;
     return `<tr data-backend="${esc(b.name)}" data-up="${b.up === null ? 'unknown' : String(b.up)}" data-circuit="${esc(b.circuit)}">
-      <td><span class="backend ${b.legacy ? 'old' : 'new'}">${esc(b.name)}</span>${b.legacy ? ' <small>legacy</small>' : ''}${b.default ? ' <small>default</small>' : ''}<br><small class="url">${esc(b.url)}</small></td>
+      <td data-col="name" data-kind="${esc(b.kind)}"><span class="backend ${b.legacy ? 'old' : 'new'}">${esc(b.name)}</span>${b.legacy ? ' <small>legacy</small>' : ''}${b.default ? ' <small>default</small>' : ''}${b.kind === 'taskcluster' ? ' <small class="kind">Taskcluster queue</small>' : ''}<br><small class="url">${esc(b.url)}</small></td>
       <td data-col="health">${health}<br><small title="${esc(b.lastProbeError ?? '')}">probe ${esc(ago(b.lastProbeAt, m.now))}${b.lastProbeError ? `: ${esc(b.lastProbeError.slice(0, 80))}` : ''}</small></td>
       <td data-col="circuit">${circuit}</td>
       <td class="num" data-col="inFlight">${b.inFlight}</td>
@@ -168,6 +170,56 @@ function backendsSection(m: PageModel): string {
     <thead><tr><th>backend</th><th>health</th><th>circuit</th><th>in flight</th><th>req 5 min</th><th>errors</th></tr></thead>
     <tbody>${rows.join('')}</tbody>
   </table>
+</section>`;
+}
+
+/** A link to the page filtered to one job type's tasks; a plain link, so it works without JavaScript. */
+function jobTypeLink(jobType: string): string {
+  return `<a href="?jobType=${esc(encodeURIComponent(jobType))}"><code>${esc(jobType)}</code></a>`;
+}
+
+function queueBlock(q: QueueBackendView, view: QueuesView, now: Date): string {
+  const credentials = q.credentials.set
+    ? `<span class="good" data-col="credentials" data-set="true">credentials set</span>`
+    : `<span class="bad" data-col="credentials" data-set="false">no credentials</span> <small>(set ${esc(q.credentials.clientIdEnv)} and ${esc(q.credentials.accessTokenEnv)})</small>`;
+  const jobTypes = q.jobTypes.length
+    ? q.jobTypes.map((j) => `<span data-job-type="${esc(j.jobType)}">${jobTypeLink(j.jobType)}${j.share < 1 ? ` ${pct(j.share)}` : ''}</span>`).join(' · ')
+    : '<small>none known by name (a glob or regex rule may still send job types here)</small>';
+  const rows = q.tasks.map((t) => {
+    const state = t.state === 'created' ? '' : ` <span class="${t.state === 'pending' ? 'unknown' : 'bad'}" title="${esc(t.stateReason ?? '')}">${esc(t.state)}</span>`;
+    const queueState = t.queueState === null ? '<small>not seen yet</small>' : `<span class="qs ${esc(t.queueState)}">${esc(t.queueState)}</span>${t.runs !== null && t.runs > 1 ? ` <small>${t.runs} runs</small>` : ''}`;
+    return `<tr data-task-id="${esc(t.taskId)}" data-buildrequest="${t.buildrequestId}" data-state="${esc(t.state)}" data-queue-state="${esc(t.queueState ?? '')}">
+      <td data-col="jobType">${jobTypeLink(t.builderName)}</td>
+      <td class="num" data-col="buildset">${t.buildsetId}</td>
+      <td class="num" data-col="buildrequest">${t.buildrequestId}</td>
+      <td class="num" data-col="builds">${t.builds.map((b) => `<span title="build #${b.number}, run ${b.runId}">${b.buildid}</span>`).join('<br>') || '–'}</td>
+      <td data-col="taskId"><code>${esc(t.taskId)}</code>${state}</td>
+      <td data-col="queueState">${queueState}</td>
+      <td data-col="submitted">${time(t.submittedAt)}<br><small>${esc(ago(t.submittedAt, now))}</small></td>
+    </tr>`;
+  });
+  const empty = view.store === null ? 'the store is not open yet' : view.jobType === null ? 'no tasks yet' : `no tasks of ${esc(view.jobType)} on this queue`;
+  return `<div class="queue" data-queue="${esc(q.name)}">
+    <h3><span class="backend new">${esc(q.name)}</span> <small class="url">${esc(q.rootUrl)}</small> · ${credentials}</h3>
+    <div class="queue-job-types"><small>job types:</small> ${jobTypes}</div>
+    <table class="queue-tasks">
+      <thead><tr><th>job type</th><th class="num">buildset</th><th class="num">buildrequest</th><th class="num">builds</th><th>taskId</th><th>queue state</th><th>submitted</th></tr></thead>
+      <tbody>${rows.join('') || `<tr><td colspan="7"><small>${empty}</small></td></tr>`}</tbody>
+    </table>
+  </div>`;
+}
+
+/** The queues section; absent when no backend is a queue. */
+function queuesSection(m: PageModel): string {
+  const q = m.queues;
+  if ('error' in q) {
+    return `<section id="queues" aria-labelledby="queues-title"><h2 id="queues-title">Taskcluster queues</h2><pre class="error" data-col="store-error">${esc(q.error)}</pre></section>`;
+  }
+  if (q.backends.length === 0) return '';
+  const filter = q.jobType === null ? `newest ${q.limit} per queue` : `job type <code>${esc(q.jobType)}</code>, newest ${q.limit} · <a href="?">all job types</a>`;
+  return `<section id="queues" aria-labelledby="queues-title" data-store="${esc(q.store ?? '')}" data-job-type="${esc(q.jobType ?? '')}">
+  <h2 id="queues-title">Taskcluster queues <small>recent tasks by their Buildbot ids · ${filter} · store ${esc(q.store ?? 'not open')}</small></h2>
+  ${q.backends.map((b) => queueBlock(b, q, m.now)).join('')}
 </section>`;
 }
 
@@ -256,8 +308,9 @@ ${progressSection(m)}
   <div>${routesSection(m)}</div>
   <div>${backendsSection(m)}${historySection(m)}</div>
 </div>
+${queuesSection(m)}
 ${jobTypesSection(m)}
-<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())}</footer>
+<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/queues">/queues</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())}</footer>
 </div>`;
 }
 
@@ -314,6 +367,9 @@ tr.default-row td{background:#fafbfc}
 ul.moved{margin:2px 0;padding-left:18px}
 pre.error{white-space:pre-wrap;word-break:break-word;margin:3px 0;padding:4px 6px;background:#fdecec;border-left:3px solid var(--bad);font-size:12px}
 footer{color:var(--muted);font-size:12px;margin:6px 0}
+h3{font-size:13px;margin:8px 0 4px}
+.queue+.queue{border-top:1px solid var(--line);margin-top:6px}
+.qs.completed{color:var(--good);font-weight:600}.qs.failed,.qs.exception{color:var(--bad);font-weight:600}
 footer a{color:inherit}
 @media (max-width:1100px){.grid{grid-template-columns:1fr}.progress-row{grid-template-columns:1fr}}
 `;
@@ -334,7 +390,7 @@ function script(refreshMs: number): string {
       const headers = { accept: 'text/html' };
       const token = sessionStorage.getItem(KEY);
       if (token) headers.authorization = 'Bearer ' + token;
-      const res = await fetch(location.pathname, { headers, cache: 'no-store', credentials: 'omit', redirect: 'error' });
+      const res = await fetch(location.pathname + location.search, { headers, cache: 'no-store', credentials: 'omit', redirect: 'error' });
       const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
       const next = doc.getElementById('content');
       const here = document.getElementById('content');

@@ -12,6 +12,8 @@ const METHOD = /^[A-Za-z]{1,20}$/;
 /** A header field name (RFC 9110 token). */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
 const MAX_PATH = 8192;
+/** Builder names are short identifiers: a longer value is a mistake, not a name. */
+const MAX_JOB_TYPE = 256;
 /** As large as the proxy ever reads from a force body (settings.bodyPeekLimitBytes' default) and a bit. */
 export const MAX_EXPLAIN_BODY_BYTES = 2 * 1024 * 1024;
 
@@ -33,6 +35,16 @@ export function intParam(query: Query, name: string, min: number, max: number, f
     throw new BadRequest(`query parameter "${name}" must be an integer from ${min} to ${max}, got ${JSON.stringify(text.slice(0, 50))}`, { parameter: name });
   }
   return Number(text);
+}
+
+/** A job type (builder name) parameter, or null when absent or empty. */
+export function jobTypeParam(query: Query, name: string): string | null {
+  const text = single(query, name);
+  if (text === undefined || text === '') return null;
+  if (text.length > MAX_JOB_TYPE || /[\u0000-\u001f\u007f]/.test(text)) {
+    throw new BadRequest(`query parameter "${name}" must be a job type (a builder name of at most ${MAX_JOB_TYPE} characters, no control characters)`, { parameter: name });
+  }
+  return text;
 }
 
 /** Refuses parameters the endpoint does not know, so that a typo is not silently ignored. */

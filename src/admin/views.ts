@@ -9,7 +9,8 @@ import type { BackendStatus } from './app.js';
 import type { TrafficRow, TrafficWindow } from '../metrics/traffic.js';
 import type { CircuitState } from '../resilience/circuit.js';
 import { sharesFor, type Shares } from '../routing/plan.js';
-import { matchRoute, type PatternKind, type Route, type RoutingTable } from '../routing/table.js';
+import { matchRoute, type Backend, type PatternKind, type Route, type RoutingTable } from '../routing/table.js';
+import type { BuildRecord, TaskRecord, TaskState } from '../store/store.js';
 
 export const WINDOWS: readonly TrafficWindow[] = ['5m', '1h', 'all'];
 
@@ -189,6 +190,8 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
 
 export interface BackendView {
   name: string;
+  /** `taskcluster`: a queue the proxy translates for; `buildbot`: answers Buildbot's API itself. */
+  kind: Backend['kind'];
   url: string;
   legacy: boolean;
   default: boolean;
@@ -202,12 +205,14 @@ export interface BackendView {
   recent: Counts & { window: '5m' };
 }
 
-export function backendsView(statuses: readonly BackendStatus[], rows5m: readonly TrafficRow[]): BackendView[] {
+/** `table` gives each backend's kind (a status of a backend it lacks reads as `buildbot`). */
+export function backendsView(statuses: readonly BackendStatus[], rows5m: readonly TrafficRow[], table?: RoutingTable): BackendView[] {
   const byBackend = groupBy(rows5m, (r) => r.backend);
   return statuses.map((s) => {
     const { requests, errors } = sumRows(byBackend.get(s.name) ?? []);
     return {
       name: s.name,
+      kind: table?.backends.get(s.name)?.kind ?? 'buildbot',
       url: s.url,
       legacy: s.legacy,
       default: s.isDefault,
@@ -219,6 +224,119 @@ export function backendsView(statuses: readonly BackendStatus[], rows5m: readonl
       recent: { window: '5m', ...counts(requests, errors) },
     };
   });
+}
+
+// ---------------------------------------------------------------- queues
+
+/** A task the proxy sent to a queue, by the Buildbot ids clients hold. */
+export interface QueueTaskView {
+  taskId: string;
+  buildsetId: number;
+  buildrequestId: number;
+  /** The builder, i.e. the job type. */
+  builderName: string;
+  builderid: number;
+  /** Where the task's creation stands (the proxy's record): pending, created, rejected, abandoned. */
+  state: TaskState;
+  stateReason: string | null;
+  submittedAt: string;
+  /** The queue's state at the last look (unscheduled, pending, running, completed, failed, exception); null before the first. */
+  queueState: string | null;
+  /** Runs the queue reported at the last look. */
+  runs: number | null;
+  statusAt: string | null;
+  /** Resolved for good: reads need no queue round trip. */
+  final: boolean;
+  /** The Buildbot builds minted for its runs so far. */
+  builds: { buildid: number; number: number; runId: number }[];
+}
+
+export interface QueueBackendView {
+  name: string;
+  kind: 'taskcluster';
+  rootUrl: string;
+  /**
+   * SECURITY: whether the credentials' environment variables are set, and
+   * their names; never their values.
+   */
+  credentials: { set: boolean; clientIdEnv: string; accessTokenEnv: string };
+  /** Job types routed to this queue, fully or by a split's share (as in GET /routes). */
+  jobTypes: OwnedJobType[];
+  /** Newest first (by buildrequest id). */
+  tasks: QueueTaskView[];
+}
+
+export interface QueuesView {
+  /** The store that holds the work: `embedded` or `postgres`; null while none is open (no queue in the routes yet). */
+  store: 'embedded' | 'postgres' | null;
+  /** The job type the tasks were filtered to, or null for every job type. */
+  jobType: string | null;
+  limit: number;
+  backends: QueueBackendView[];
+}
+
+/** A stored task with the builds minted for it, as the queues view reads them. */
+export interface StoredTask {
+  task: TaskRecord;
+  builds: readonly BuildRecord[];
+}
+
+export function queueTaskView({ task, builds }: StoredTask): QueueTaskView {
+  const status = parseStatus(task.status);
+  return {
+    taskId: task.taskId,
+    buildsetId: task.buildsetId,
+    buildrequestId: task.buildrequestId,
+    builderName: task.builderName,
+    builderid: task.builderid,
+    state: task.state,
+    stateReason: task.stateReason,
+    submittedAt: new Date(task.submittedAt).toISOString(),
+    queueState: status?.state ?? null,
+    runs: status?.runs ?? null,
+    statusAt: task.statusAt === null ? null : new Date(task.statusAt).toISOString(),
+    final: task.final,
+    builds: [...builds].sort((a, b) => a.runId - b.runId).map((b) => ({ buildid: b.buildid, number: b.number, runId: b.runId })),
+  };
+}
+
+/** The state and run count of a stored `status` answer; a text that is not one reads as unknown rather than failing the view. */
+function parseStatus(text: string | null): { state: string | null; runs: number | null } | undefined {
+  if (text === null) return undefined;
+  try {
+    const status = JSON.parse(text) as { state?: unknown; runs?: unknown };
+    return { state: typeof status.state === 'string' ? status.state : null, runs: Array.isArray(status.runs) ? status.runs.length : null };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The backends of kind taskcluster in the table, each with the job types
+ * routed to it and its recent tasks. `tasks` holds each queue's tasks,
+ * newest first, already limited; `hasCredentials` says whether a backend's
+ * credential variables are set.
+ */
+export function queuesView(
+  table: RoutingTable,
+  tasks: ReadonlyMap<string, readonly StoredTask[]>,
+  options: { store: QueuesView['store']; jobType: string | null; limit: number; hasCredentials: (backend: Backend) => boolean; knownJobTypes?: Iterable<string> },
+): QueuesView {
+  const routes = routesView(table, options.knownJobTypes ?? []);
+  const backends = [...table.backends.values()]
+    .filter((b) => b.kind === 'taskcluster' && b.queue !== undefined)
+    .map((b): QueueBackendView => {
+      const owned = routes.backends.find((r) => r.name === b.name)?.owns.jobTypes ?? [];
+      return {
+        name: b.name,
+        kind: 'taskcluster',
+        rootUrl: b.queue!.rootUrl,
+        credentials: { set: options.hasCredentials(b), clientIdEnv: b.queue!.clientIdEnv, accessTokenEnv: b.queue!.accessTokenEnv },
+        jobTypes: options.jobType === null ? owned : owned.filter((o) => o.jobType === options.jobType),
+        tasks: (tasks.get(b.name) ?? []).map(queueTaskView),
+      };
+    });
+  return { store: options.store, jobType: options.jobType, limit: options.limit, backends };
 }
 
 // ---------------------------------------------------------------- history

@@ -34,6 +34,7 @@ function model(): PageModel {
         movedShareOfLastHour: 0.6,
       },
     ],
+    queues: { store: null, jobType: null, limit: 10, backends: [] },
     now,
     postsEnabled: false,
     refreshMs: 2000,
