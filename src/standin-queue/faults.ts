@@ -7,6 +7,12 @@
 export interface Faults {
   /** Answer createTask this many ms after the task is created (the task exists meanwhile). */
   createDelayMs: number;
+  /**
+   * Hold each createTask this many ms before processing it. A request whose
+   * client has gone meanwhile is dropped unprocessed, as a PUT lost before the
+   * queue read it: nothing is created and nothing is answered.
+   */
+  createDelayBeforeMs: number;
   /** Answer the next N createTask calls 500 before anything is created. */
   failCreatesBefore: number;
   /** Answer the next N createTask calls 500 after the task is created. */
@@ -19,6 +25,7 @@ export interface Faults {
 
 export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   createDelayMs: 0,
+  createDelayBeforeMs: 0,
   failCreatesBefore: 0,
   failCreatesAfter: 0,
   dropCreatesAfter: 0,
@@ -32,8 +39,10 @@ export interface CreateCall {
   /** The HTTP status answered, or 0 when the connection was dropped. */
   status: number;
   /** Which fault, if any, shaped the answer. */
-  fault?: 'fail-before' | 'fail-after' | 'drop-after' | 'delay';
+  fault?: 'fail-before' | 'fail-after' | 'drop-after' | 'delay' | 'delay-before' | 'lost-before';
   at: string;
+  /** The request body as received, so a test can check that every send of one taskId was identical. */
+  body?: string;
 }
 
 export class FaultSwitch {

@@ -288,6 +288,18 @@ export async function startStandinQueue(options: StandinQueueOptions): Promise<S
   route('PUT', '/task/:taskId', 'createTask', async (ctx) => {
     const { taskId } = ctx.params as { taskId: string };
     const call = ctx.call as CreateCall;
+    const delayBefore = faults.get().createDelayBeforeMs;
+    if (delayBefore > 0) {
+      call.fault = 'delay-before';
+      let gone = false;
+      ctx.res.once('close', () => (gone = true));
+      await new Promise((r) => setTimeout(r, delayBefore));
+      // The sender died while the request waited: as if the PUT never reached the queue.
+      if (gone || ctx.req.socket.destroyed) {
+        call.fault = 'lost-before';
+        return;
+      }
+    }
     if (faults.take('failCreatesBefore')) {
       call.fault = 'fail-before';
       throw new Error('stand-in fault: failing createTask before creating');
@@ -563,6 +575,7 @@ export async function startStandinQueue(options: StandinQueueOptions): Promise<S
       });
       // The queue's order: body parsed, then authentication for URL-only scopes, then URL and query checks.
       ctx.body = await readBody(req);
+      if (ctx.call) ctx.call.body = ctx.body;
       ctx.payload = parsePayload(ctx);
       if (r.urlScopes) await authorize(ctx, r.urlScopes(ctx.params));
       const errors: string[] = [];
