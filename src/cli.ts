@@ -15,7 +15,7 @@ import { buildPlan, formatPlan, formatRoutes } from './admin/report.js';
 import { routesView, type ProgressView, type RoutesView } from './admin/views.js';
 import { startStandinBackend, type StandinBackend } from './demo/standin.js';
 import { isStranglerError, StranglerError } from './errors.js';
-import { explainRequest, formatExplanation } from './explain.js';
+import { explainRequest, formatExplanation, type Explanation } from './explain.js';
 import { loadConfigFile, parseConfig } from './config/load.js';
 import { createLogger, parseLogFormat, parseLogLevel } from './logging/logger.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_PORT, startStrangler, type Strangler } from './main.js';
@@ -67,21 +67,30 @@ problem as file:line:column: field: reason.
 Exit codes: 0 valid, 1 invalid or unreadable, 2 usage error.`,
   },
   explain: {
-    options: ['config', 'header', 'body-file', 'json'],
-    help: `Usage: strangler-proxy explain [--config FILE] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+    options: ['config', 'admin', 'header', 'body-file', 'json', 'build', 'buildrequest', 'buildset'],
+    help: `Usage: strangler-proxy explain [--config FILE | --admin URL] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+       strangler-proxy explain [--config FILE | --admin URL] --build ID | --buildrequest ID | --buildset ID [--json]
 
 Runs the proxy's own routing decision on a request you describe, without sending it anywhere:
 prints the backend, the job type and where it was found, and the rule that decided (for a split,
 the weights and the side this request drew; with stickyBy, the key and the side it hashes to).
+For a job type routed to a Taskcluster queue, prints the task a force would create (rendered from
+a sample force). For a path naming a build, buildrequest or buildset by id, says which side owns
+it: ids below 10^15 are the legacy master's; larger ones the proxy minted for work on a queue, and
+with --admin the running proxy's store names that queue, the taskId and its state.
 
   METHOD PATH              e.g. GET /api/v2/builders/linux64-opt/builds (a query string may follow)
+      --build ID           the same as GET /api/v2/builds/ID (likewise --buildrequest, --buildset)
   -c, --config FILE        the routes file (default: STRANGLER_CONFIG, or ./routes.yaml)
+      --admin URL          ask a running proxy instead, e.g. http://127.0.0.1:${DEFAULT_ADMIN_PORT}: its routes in force
+                           and its store (sends STRANGLER_ADMIN_TOKEN as a bearer token when it is set;
+                           with --body-file the proxy's POST /explain, which needs the token)
   -H, --header 'K: V'      a request header, e.g. 'X-Job-Type: linux64-opt'; repeat for more
       --body-file FILE     the request body, e.g. a JSON-RPC force
       --json               the decision as JSON
   -h, --help               this help
 
-Exit codes: 0, 1 invalid routes file, 2 usage error.`,
+Exit codes: 0, 1 invalid routes file or the running proxy could not be asked, 2 usage error.`,
   },
   routes: {
     options: ['config', 'admin', 'json'],
@@ -105,7 +114,8 @@ Exit codes: 0, 1 invalid routes file or the running proxy could not be asked, 2 
 
 Lists the job types whose backend or weights would change from CURRENT to NEW, and the share of
 requests that would move with them. With --admin, CURRENT is the table a running proxy has in
-force and the share is weighed by its last hour of traffic.
+force and the share is weighed by its last hour of traffic. For each changed job type that NEW
+sends to a Taskcluster queue, prints the task a force would create there (from a sample force).
 
       --admin URL          compare with a running proxy, e.g. http://127.0.0.1:${DEFAULT_ADMIN_PORT}
                            (sends STRANGLER_ADMIN_TOKEN as a bearer token when it is set)
@@ -146,7 +156,8 @@ const USAGE = `Usage:
   strangler-proxy [serve] [--config FILE] [--port N] [--admin-port N] [--host ADDR] [--admin-host ADDR]
                           [--log-level error|warn|info|debug] [--log-format json|pretty] [--protect-admin-reads]
   strangler-proxy validate [FILE]
-  strangler-proxy explain [--config FILE] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+  strangler-proxy explain [--config FILE | --admin URL] METHOD PATH [--header 'K: V']... [--body-file FILE] [--json]
+  strangler-proxy explain [--config FILE | --admin URL] --build ID | --buildrequest ID | --buildset ID [--json]
   strangler-proxy routes [--config FILE | --admin URL] [--json]
   strangler-proxy plan CURRENT.yaml NEW.yaml [--job-type NAME]... [--json]
   strangler-proxy plan --admin URL NEW.yaml [--job-type NAME]... [--json]
@@ -176,6 +187,9 @@ const OPTIONS = {
   json: { type: 'boolean' },
   admin: { type: 'string' },
   'job-type': { type: 'string', multiple: true },
+  build: { type: 'string' },
+  buildrequest: { type: 'string' },
+  buildset: { type: 'string' },
   'protect-admin-reads': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -316,15 +330,51 @@ function parseHeaders(lines: string[] | undefined): Record<string, string> {
   return headers;
 }
 
-async function explain(positionals: string[], values: Values): Promise<number> {
-  const [method, requestPath] = positionals;
-  if (!method || !requestPath) throw usageError('explain needs METHOD and PATH, e.g. explain GET /api/v2/builders/linux64-opt');
+/** METHOD and PATH, from the positionals or from one of --build, --buildrequest, --buildset. */
+function explainTarget(positionals: string[], values: Values): { method: string; path: string } {
+  const byId = (['build', 'buildrequest', 'buildset'] as const).filter((k) => values[k] !== undefined);
+  if (byId.length > 1) throw usageError(`explain takes one of --build, --buildrequest, --buildset, got ${byId.map((k) => `--${k}`).join(' and ')}`);
+  if (byId.length === 1) {
+    const kind = byId[0]!;
+    const id = values[kind]!;
+    if (positionals.length) throw usageError(`explain --${kind} ID takes no METHOD PATH, got "${positionals.join(' ')}"`);
+    if (!/^[0-9]{1,16}$/.test(id) || !Number.isSafeInteger(Number(id))) throw usageError(`--${kind} expects a numeric id, e.g. --${kind} 1000000000000005, got "${id}"`);
+    return { method: 'GET', path: `/api/v2/${kind}s/${Number(id)}` };
+  }
+  const [method, requestPath, ...extra] = positionals;
+  if (!method || !requestPath) throw usageError('explain needs METHOD and PATH (e.g. explain GET /api/v2/builders/linux64-opt), or --build ID');
+  if (extra.length) throw usageError(`explain takes METHOD and PATH, got more: "${extra.join(' ')}"`);
   if (!requestPath.startsWith('/')) throw usageError(`PATH must start with "/", got "${requestPath}"`);
-  const table = await loadConfigFile(configPath(values));
+  return { method, path: requestPath };
+}
+
+async function explain(positionals: string[], values: Values): Promise<number> {
+  const { method, path: requestPath } = explainTarget(positionals, values);
+  if (values.admin !== undefined && values.config !== undefined) throw usageError('explain takes --config FILE or --admin URL, not both');
   const body = values['body-file'] ? readFileSync(values['body-file']) : undefined;
-  const upstream = new Upstream();
-  const result = await explainRequest(table, { method, path: requestPath, headers: parseHeaders(values.header), ...(body ? { body } : {}) }, new BuilderDirectory(upstream)).finally(() => upstream.close());
+  const headers = parseHeaders(values.header);
+  let result: Explanation;
+  if (values.admin !== undefined) {
+    const base = adminBase(values.admin);
+    try {
+      // GET is a read (open unless reads are protected); a body needs POST, which always needs the token.
+      result = body
+        ? await adminJson<Explanation>(base, '/explain', { method, path: requestPath, headers, body: body.toString('utf8') })
+        : await adminGet<Explanation>(base, `/explain?${new URLSearchParams([['method', method], ['path', requestPath], ...Object.entries(headers).map(([k, v]) => ['header', `${k}: ${v}`])])}`);
+    } catch (error) {
+      if (!(error instanceof AdminUnavailable)) throw error;
+      console.error(error.message);
+      return 1;
+    }
+  } else {
+    const table = await loadConfigFile(configPath(values));
+    const upstream = new Upstream();
+    result = await explainRequest(table, { method, path: requestPath, headers, ...(body ? { body } : {}) }, new BuilderDirectory(upstream)).finally(() => upstream.close());
+  }
   console.log(values.json ? JSON.stringify(result, null, 2) : formatExplanation(result));
+  if (!values.json && values.admin === undefined && result.owner?.side === 'queue') {
+    console.log(`  ask:      which queue and task: strangler-proxy explain --admin http://127.0.0.1:${DEFAULT_ADMIN_PORT} ${method} ${requestPath} (the running proxy's store has them)`);
+  }
   return 0;
 }
 
@@ -349,9 +399,14 @@ function isLoopback(hostname: string): boolean {
 }
 
 /** GET a JSON endpoint of a running proxy's admin API, with the bearer token from STRANGLER_ADMIN_TOKEN when set. */
-async function adminGet<T>(base: URL, endpoint: string): Promise<T> {
+function adminGet<T>(base: URL, endpoint: string): Promise<T> {
+  return adminJson<T>(base, endpoint);
+}
+
+/** GET, or with `send` POST it as JSON, to the admin API, with the bearer token from STRANGLER_ADMIN_TOKEN when set. */
+async function adminJson<T>(base: URL, endpoint: string, send?: unknown): Promise<T> {
   const url = new URL(base.pathname.replace(/\/+$/, '') + endpoint, base);
-  const headers: Record<string, string> = { accept: 'application/json' };
+  const headers: Record<string, string> = { accept: 'application/json', ...(send !== undefined ? { 'content-type': 'application/json' } : {}) };
   const token = adminTokenFromEnv();
   if (token) {
     // SECURITY: the token goes to the URL given and nowhere else (no redirects followed); plain http off this machine is warned about.
@@ -360,7 +415,7 @@ async function adminGet<T>(base: URL, endpoint: string): Promise<T> {
   }
   let res: Response;
   try {
-    res = await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(10_000) });
+    res = await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(10_000), ...(send !== undefined ? { method: 'POST', body: JSON.stringify(send) } : {}) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     throw new AdminUnavailable(`cannot ask the running proxy at ${url.origin}: ${cause?.code ?? cause?.message ?? (error as Error).message}`);

@@ -3,8 +3,9 @@
  * tables and (for `plan --admin`) the running proxy's traffic, so the tests
  * can check the numbers without a terminal.
  */
+import { tasksForceWouldCreate, type WouldCreate } from '../explain.js';
 import { movedShare, planChanges, type JobTypeChange, type Shares } from '../routing/plan.js';
-import type { RoutingTable } from '../routing/table.js';
+import { matchRoute, type Backend, type RoutingTable } from '../routing/table.js';
 import { round4, routeView, type RoutesView, type RouteView } from './views.js';
 
 // ---------------------------------------------------------------- text tables
@@ -101,6 +102,8 @@ export interface PlanReport {
   rules: RuleChange[];
   /** Backends added, removed or moved; default or legacy changed. */
   notes: string[];
+  /** For each changed job type that NEW sends to a Taskcluster queue: the task a force would create there. */
+  queueTasks: WouldCreate[];
   /** True when anything that routing depends on differs: the command exits 3. */
   changed: boolean;
 }
@@ -188,8 +191,16 @@ export function buildPlan(input: PlanInput): PlanReport {
     movedRequests: hasSample ? Math.round(movedRequests * 100) / 100 : null,
     rules,
     notes: plan.notes,
+    queueTasks: plan.changes.flatMap((c) => tasksForceWouldCreate(matchRoute(next, c.jobType), queuesWithShare(next, c.after), [c.jobType])),
     changed: plan.changes.length > 0 || plan.notes.length > 0 || rules.length > 0,
   };
+}
+
+function queuesWithShare(table: RoutingTable, shares: Shares): Backend[] {
+  return Object.entries(shares)
+    .filter(([, share]) => share > 0)
+    .map(([name]) => table.backends.get(name))
+    .filter((b): b is Backend => b?.kind === 'taskcluster');
 }
 
 export function formatPlan(p: PlanReport): string {
@@ -222,6 +233,10 @@ export function formatPlan(p: PlanReport): string {
     }
   }
   if (p.notes.length) out.push('', 'backends and default:', ...p.notes.map((n) => `  ${n}`));
+  for (const w of p.queueTasks) {
+    out.push('', `a force of ${w.builder} would create this task on ${w.backend} (a sample force: revision, ids and times are placeholders):`);
+    out.push(w.task ? JSON.stringify(w.task, null, 2).replace(/^/gm, '    ') : `    none: ${w.error}`);
+  }
 
   out.push('');
   if (!p.sample) {
