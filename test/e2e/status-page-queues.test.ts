@@ -1,0 +1,139 @@
+/**
+ * The status page's Taskcluster queues section in a real headless Chromium (Debian's
+ * /usr/bin/chromium, driven by playwright-core), with the stand-in queue, a stand-in legacy
+ * master and the embedded store in a temporary folder: the queue is shown with whether its
+ * credentials are set (never their values) and a forced build's task by its Buildbot ids,
+ * with JavaScript on and off; a job type's link filters the section.
+ */
+import { expect } from 'chai';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { startStrangler, type Strangler } from '../../src/main.js';
+import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ACCESS_TOKEN = 'status-page-secret-access-token';
+
+async function force(proxyUrl: string, builder: string): Promise<{ bsid: number; brid: number }> {
+  const res = await fetch(`${proxyUrl}/api/v2/forceschedulers/force`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: [builder], revision: 'abc', reason: 'e2e' } }),
+  });
+  const [bsid, brids] = ((await res.json()) as { result: [number, Record<string, number>] }).result;
+  return { bsid, brid: Object.values(brids)[0]! };
+}
+
+describe('e2e: status page, Taskcluster queues section, in headless Chromium', function () {
+  this.timeout(90_000);
+  let dir: string;
+  let queue: StandinQueue;
+  let legacy: StandinBackend;
+  let proxy: Strangler;
+  let browser: Browser;
+  const saved = { ...process.env };
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) {
+      if (process.env.STRANGLER_SKIP_CHROMIUM === '1') {
+        console.warn(`    WARNING: ${CHROMIUM} is missing and STRANGLER_SKIP_CHROMIUM=1: the queues section is not tested in a browser`);
+        this.skip();
+      }
+      throw new Error(`${CHROMIUM} is missing: install it with "bash scripts/install-system-deps.sh chromium", or set STRANGLER_SKIP_CHROMIUM=1 to skip this suite`);
+    }
+    dir = mkdtempSync(path.join(tmpdir(), 'status-queues-'));
+    queue = await startStandinQueue({ clients: { proxy: { accessToken: ACCESS_TOKEN, scopes: ['*'] } }, worker: { taskQueueIds: ['proj-ci/linux'], startDelayMs: 20, runMs: 50, failureRate: 0, seed: 1 } as never });
+    legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt', 'linux64-debug', 'win32-debug'] });
+    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
+    process.env.TASKCLUSTER_ACCESS_TOKEN = ACCESS_TOKEN;
+    const file = path.join(dir, 'routes.yaml');
+    writeFileSync(
+      file,
+      `backends:
+  buildbot: { url: ${legacy.url}, legacy: true }
+  queue:
+    kind: taskcluster
+    rootUrl: ${queue.rootUrl}
+    task:
+      taskQueueId: proj-ci/linux
+      payload: { command: [echo, '\${builder.name}'] }
+routes:
+  - jobType: linux64-*
+    backend: queue
+`,
+    );
+    proxy = await startStrangler({ configFile: file, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), queueFollowIntervalMs: 100, watch: false, logger: createLogger({ level: 'error' }) });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await proxy?.close();
+    await queue?.close();
+    await legacy?.close();
+    process.env = saved;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the queue and a forced build\'s task by its Buildbot ids, live; never the credentials; a job type link filters it', async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(m.text());
+    });
+    await page.goto(`${proxy.adminUrl}/`);
+    expect(await page.evaluate(() => document.documentElement.dataset.refresh)).to.equal('on');
+    const section = page.locator('#queues');
+    expect(await section.getAttribute('data-store')).to.equal('embedded');
+    expect(await page.locator('#queues [data-queue="queue"] [data-col="credentials"]').getAttribute('data-set')).to.equal('true');
+    expect(await page.locator('#backends-table tr[data-backend="queue"] [data-col="name"]').getAttribute('data-kind')).to.equal('taskcluster');
+    expect(await section.textContent()).to.contain('no tasks yet');
+
+    // A force after the page loaded: the refresh brings its task in, then its end.
+    const opt = await force(proxy.proxyUrl, 'linux64-opt');
+    const row = page.locator(`#queues tr[data-buildrequest="${opt.brid}"]`);
+    await row.waitFor({ timeout: 15_000 });
+    await page.locator(`#queues tr[data-buildrequest="${opt.brid}"][data-queue-state="completed"]`).waitFor({ timeout: 15_000 });
+    expect(await row.locator('[data-col="buildset"]').textContent()).to.equal(String(opt.bsid));
+    expect(await row.locator('[data-col="jobType"]').textContent()).to.equal('linux64-opt');
+    const taskId = await row.getAttribute('data-task-id');
+    expect(queue.tasks().map((t) => t.taskId)).to.include(taskId);
+    const buildid = Number(await row.locator('[data-col="builds"]').textContent());
+    const build = (await (await fetch(`${proxy.proxyUrl}/api/v2/builds/${buildid}`)).json()) as { builds: { buildrequestid: number }[] };
+    expect(build.builds[0]!.buildrequestid, 'the build id shown reads back through the proxy').to.equal(opt.brid);
+
+    // The job type link filters the section to that job type (the refresh keeps the filter).
+    const debug = await force(proxy.proxyUrl, 'linux64-debug');
+    await page.locator(`#queues tr[data-buildrequest="${debug.brid}"]`).waitFor({ timeout: 15_000 });
+    await row.locator('[data-col="jobType"] a').click();
+    await page.waitForURL(/\?jobType=linux64-opt$/);
+    expect(await page.locator('#queues').getAttribute('data-job-type')).to.equal('linux64-opt');
+    expect(await page.locator('#queues tr[data-buildrequest]').count()).to.equal(1);
+    await page.waitForFunction(() => document.getElementById('refresh-status')?.textContent?.includes('updated'), undefined, { timeout: 10_000 });
+    expect(await page.locator('#queues').getAttribute('data-job-type')).to.equal('linux64-opt');
+
+    expect(await page.content()).not.to.contain(ACCESS_TOKEN);
+    expect(problems).to.deep.equal([]);
+    await context.close();
+  });
+
+  it('is readable with JavaScript off', async () => {
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    const page = await context.newPage();
+    await page.goto(`${proxy.adminUrl}/`);
+    expect(await page.evaluate(() => document.documentElement.dataset.refresh).catch(() => undefined)).to.equal(undefined);
+    const rows = page.locator('#queues tr[data-task-id]');
+    expect(await rows.count()).to.be.at.least(2);
+    expect(await page.locator('#queues h3').textContent()).to.contain(queue.rootUrl);
+    expect(await page.locator('#queues').textContent()).to.contain('credentials set');
+    await context.close();
+  });
+});
