@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { buildPlan, formatPlan, formatRoutes } from './admin/report.js';
 import { routesView, type ProgressView, type RoutesView } from './admin/views.js';
-import { startStandinBackend, type StandinBackend } from './demo/standin.js';
+import { forceBody, startDemoWorld, startStandinsFor, walkthroughLines } from './demo/demo.js';
 import { isStranglerError, StranglerError } from './errors.js';
 import { explainRequest, formatExplanation, type Explanation } from './explain.js';
 import { loadConfigFile, parseConfig } from './config/load.js';
@@ -131,15 +131,19 @@ Exit codes: 0 no change, 3 changes, 1 an invalid file or the running proxy could
     options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads'],
     help: `Usage: strangler-proxy demo [OPTIONS]
 
-Starts a stand-in backend that answers like Buildbot on each backend's port in the routes file
-(every backend must be on 127.0.0.1 or localhost), then the proxy in front of them, and prints
-requests to try. Edit the file while it runs and watch the answers move. Ctrl-C stops it.
+Starts the proxy in front of stand-ins on 127.0.0.1 and prints requests to try, Buildbot's API only.
+Without --config: a Buildbot look-alike as the legacy master, a stand-in Taskcluster queue whose
+worker runs each task for a few seconds and fails some on purpose (credentials made up for it),
+and a routes file that moves linux64-* to the queue; the routes file and the store are in a
+temporary folder, removed when the demo stops. With --config FILE: a stand-in on each backend's
+port in FILE (every backend must be on 127.0.0.1 or localhost). Edit the routes file while it runs
+and watch the answers move. Ctrl-C stops it.
 
-Options: as for serve (the log format is pretty unless --log-format or LOG_FORMAT says otherwise):
-${SERVE_FLAGS}
+Options: as for serve, except --store and --data-dir (the log format is pretty unless --log-format
+or LOG_FORMAT says otherwise):
+${SERVE_FLAGS.split('\n      --store URL')[0]}
   -h, --help               this help
 
-The repository's routes.yaml puts the stand-ins on 127.0.0.1:8011 and :8012.
 Exit codes: 1 invalid routes file, or a port that cannot be listened on; 2 usage error.`,
   },
   help: {
@@ -536,58 +540,45 @@ async function plan(positionals: string[], values: Values): Promise<number> {
 }
 
 /**
- * A stand-in backend on each port routes.yaml names, and the proxy in
- * front of them: a first run that shows routing working, nothing else needed.
+ * The proxy in front of stand-ins, nothing else needed: by default the demo's
+ * own world (a Buildbot look-alike as the legacy master and a stand-in
+ * Taskcluster queue that one job type moved to); with --config, a stand-in on
+ * each backend's port of that file. Prints what to try.
  */
 async function demo(values: Values): Promise<void> {
-  const file = configPath(values);
-  const table = await loadConfigFile(file);
-  const builderNames = ['linux64-opt', 'linux64-debug', 'win32-debug', 'android-api-15-test', 'android-api-16-test', 'mac-opt'];
-  for (const backend of table.backends.values()) {
-    if (!['127.0.0.1', 'localhost'].includes(new URL(backend.url).hostname)) {
-      throw usageError(`demo: backend ${backend.name} (${backend.url}) is not on this machine; the demo starts stand-ins on 127.0.0.1 ports only`);
-    }
-  }
-  const standins: StandinBackend[] = [];
-  // Whatever fails to start, nothing started before it is left listening (it would keep the process running).
-  const closeStandins = () => Promise.all(standins.map((s) => s.close()));
+  const given = values.config ?? process.env.STRANGLER_CONFIG;
+  const world = given === undefined || given === '' ? await startDemoWorld() : await startStandinsFor(path.resolve(given), await loadConfigFile(path.resolve(given)));
+  // The temporary folder (the demo's routes file, the store) goes whichever way the process ends.
+  process.on('exit', () => world.removeSync());
   let proxy: Strangler;
   try {
-    for (const backend of table.backends.values()) {
-      const url = new URL(backend.url);
-      const port = Number(url.port || 80);
-      try {
-        standins.push(await startStandinBackend({ name: backend.name, builders: builderNames, port }));
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        const why = code === 'EADDRINUSE' ? 'the port is already in use' : (error as Error).message;
-        throw new StranglerError('LISTEN_FAILED', `demo: cannot start the ${backend.name} stand-in on 127.0.0.1:${port}: ${why}${code ? ` (${code})` : ''}; stop what uses it, or give the demo a routes file with other ports (--config)`, { cause: error });
-      }
-    }
-    proxy = await serve({ ...values, 'log-format': values['log-format'] ?? process.env.LOG_FORMAT ?? 'pretty' });
+    proxy = await serve({ ...values, config: world.file, 'data-dir': world.dataDir, 'log-format': values['log-format'] ?? process.env.LOG_FORMAT ?? 'pretty' });
   } catch (error) {
-    await closeStandins();
+    await world.close();
+    world.removeSync();
     throw error;
   }
+  const file = world.file;
+  const table = proxy.store.current();
   const p = proxy.proxyUrl;
   const host = hostOf(values);
   const everywhere = host === '0.0.0.0' ? 'every IPv4 interface' : host === '::' ? 'every interface' : undefined;
   const config = file === path.resolve('routes.yaml') ? '' : ` --config ${file}`;
+  const [moved, stayed] = ['linux64-opt', 'win32-debug'];
   console.log(`
-strangler-proxy demo — the proxy in front of stand-in backends that answer like Buildbot
+strangler-proxy demo — the proxy in front of stand-ins${world.ownFile ? ': linux64-* moved to a Taskcluster queue, the rest on a Buildbot look-alike' : ' that answer like Buildbot'}
   proxy:     ${p}${everywhere ? `  (listening on ${everywhere}, port ${new URL(p).port})` : ''}
   status:    ${proxy.adminUrl}/  (metrics: ${proxy.adminUrl}/metrics)
-  routes:    ${file}
-${standins.map((s) => `  stand-in:  ${s.name.padEnd(12)} ${s.url}${table.backends.get(s.name)?.legacy ? '  (legacy)' : ''}`).join('\n')}
+  routes:    ${file}${world.ownFile ? '  (removed when the demo stops)' : ''}
+${world.standins.map((s) => `  stand-in:  ${s.name.padEnd(12)} ${s.url}${s.note ? `  ${s.note}` : ''}`).join('\n')}
 
 Try (X-Strangler-Backend says who answered):
-  curl -si ${p}/api/v2/builders/linux64-opt | grep -i '^x-strangler'
-  curl -si ${p}/api/v2/builders/win32-debug | grep -i '^x-strangler'
-  npx strangler-proxy explain${config} POST /api/v2/forceschedulers/force --body-file <(echo '{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["linux64-opt"]}}')
-
+  curl -si ${p}/api/v2/builders/${moved}/builds | grep -i '^x-strangler'
+  curl -si ${p}/api/v2/builders/${stayed}/builds | grep -i '^x-strangler'
+  npx strangler-proxy explain${config} POST /api/v2/forceschedulers/force --body-file <(echo '${forceBody(moved)}')
+${walkthroughLines(p, world.sides(table))}
 Edit ${path.basename(file)} and save: the next request follows the new routes. Ctrl-C stops the demo.
 `);
-  process.on('exit', () => void closeStandins());
 }
 
 /** A parseArgs complaint in one line: Node's unknown-option message goes on about positionals starting with "-". */
