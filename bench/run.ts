@@ -31,6 +31,7 @@ import {
 import { productionNodeFlags } from './lib/production.js';
 import { generateRoutes, jobTypeWorkload, routesYaml, type GeneratedRoute } from './lib/routes.js';
 import type { StoreLookupReport } from './store-lookups.js';
+import type { QueueTranslationReport } from './queue-translation.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
@@ -69,6 +70,7 @@ const P = {
   memTotal: SMOKE ? 20_000 : 1_000_000,
   routing: SMOKE ? { rounds: 3, length: 20_000, coldBudgetMs: 100 } : { rounds: 25, length: 200_000, coldBudgetMs: 1500 },
   store: SMOKE ? { count: 20_000, lookups: 5_000 } : { count: 1_000_000, lookups: 100_000 },
+  queue: SMOKE ? { forces: 30, warmup: 5, readTasks: 5, readSeconds: 1, cycles: 1 } : { forces: 500, warmup: 50, readTasks: 50, readSeconds: 3, cycles: 3 },
   routes: 300,
   /** A slice during which processes that are not ours used more than this share of a core is measured again (once). */
   maxForeignPct: 25,
@@ -630,6 +632,9 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   for (const r of store.results) log(`  ${r.kind.padEnd(9)} p99 ${r.byBuildrequest.p99Ms} ms by buildrequest, ${r.byTaskId.p99Ms} ms by taskId; RSS ${r.rssMiB.start} → ${r.rssMiB.afterFill} → ${r.rssMiB.afterLookups} MiB`);
   if (store.postgresNote) log(`  postgres skipped: ${store.postgresNote}`);
 
+  log(`\nqueue translation (bench/queue-translation.ts): forces through the proxy vs createTask direct, reads of finished work from the store vs proxied`);
+  const queueTranslation = await childJson<QueueTranslationReport>('queue-translation', LOAD_CPU, ['--import', 'tsx', path.join(HERE, 'queue-translation.ts'), JSON.stringify({ ...P.queue, proxyCpu: PIN ? SERVER_CPU : null })]);
+
   // ---- verdicts
   const shadowCost = 1 - shadowRatio.ratio;
   const targets: Target[] = [
@@ -650,6 +655,8 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     target('memory-growth', `RSS growth from ${fmtCount(P.memFirst)} to ${fmtCount(P.memTotal)} requests`, memory.growthMiB, 20, 'max', 'MiB'),
     ...store.results.map((r) => target(`store-p99-${r.kind}`, `${r.kind} store lookup p99 with ${fmtCount(r.rows)} mapped ids`,
       Math.max(r.byBuildrequest.p99Ms, r.byTaskId.p99Ms), 1, 'max', 'ms', `RSS ${r.rssMiB.start} → ${r.rssMiB.afterLookups} MiB`)),
+    target('queue-force-added', 'translated force: median added over createTask direct', queueTranslation.force.addedP50Ms, 5, 'max', 'ms', `p50 ${queueTranslation.force.proxyP50Ms} vs ${queueTranslation.force.directP50Ms} ms`),
+    target('queue-read-from-store', 'finished-work reads from the store vs proxied, same size', queueTranslation.read.ratio, 0.5, 'min', '×', `${queueTranslation.read.queueCallsDuringReads} queue calls during the reads`),
   ];
 
   // ---- report
@@ -682,6 +689,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     memory,
     routing,
     store,
+    queueTranslation,
     accessLog: { proxyLines: proxyLogLines, proxyRequests: sumRequests(slices, 'proxy') },
     targets,
     slices,
