@@ -111,7 +111,9 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const builders = new BuilderDirectory(upstream, {
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
   });
-  const queues = new QueueWork(upstream, builders, metrics, logger, options);
+  const queues = new QueueWork(upstream, builders, metrics, logger, options, (translator) => {
+    shadower.translatedCopy = (backend, decision, table, request, limit) => translator.copy(backend, decision.route, table, request, limit);
+  });
   await queues.follow(initial);
   let draining = false;
   let listening = false;

@@ -21,6 +21,7 @@ import type { ForwardCall, RequestBody } from '../upstream/to-client.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
 import type { ForwardResult } from '../upstream/to-client.js';
+import type { CapturedResponse } from '../shadow/compare.js';
 import { ownedIdIn, type OwnedRef } from '../routing/owner.js';
 import { builderFromPath } from '../routing/extract.js';
 import { isBuilderListing, type TaskclusterTranslator, type TranslateRequest, type TranslateResult } from '../taskcluster/translator.js';
@@ -378,12 +379,15 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
     // Counted as they pass: the response's 'close' (where metrics are recorded) can come before the call settles.
     let result: ForwardResult;
     if (target.kind === 'taskcluster' || listingMerged(deps, table, o, route)) {
-      const translated = await translate(deps, table, target, route, req, body, o, res);
+      let primaryAnswer: CapturedResponse | undefined;
+      const onAnswer = captureBytes > 0 ? (status: number, contentType: string, bytes: Buffer) => (primaryAnswer = { status, contentType, body: bytes.length <= captureBytes ? bytes : undefined }) : undefined;
+      const translated = await translate(deps, table, target, route, req, body, o, res, onAnswer);
       deps.metrics.sent(target.name, o.jobTypeLabel);
       deps.traffic.finished(target.name);
       if (translated.kind === 'answered') {
         o.status = translated.status;
         deps.breakers.succeeded(target);
+        if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(primaryAnswer);
         return;
       }
       if (translated.kind === 'not-mine') {
@@ -468,8 +472,9 @@ function listingMerged(deps: ProxyDeps, table: RoutingTable, o: Outcome, route: 
   return translator.hasQueueWork(inPath.name) || (route?.targets.some((t) => table.backends.get(t.backend)?.kind === 'taskcluster') ?? false);
 }
 
-async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse): Promise<TranslateResult> {
+async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse, onAnswer?: TranslateRequest['onAnswer']): Promise<TranslateResult> {
   const request: TranslateRequest = {
+    ...(onAnswer ? { onAnswer } : {}),
     method: o.method,
     pathname: o.pathname,
     search: searchOf(req.url),

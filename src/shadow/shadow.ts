@@ -13,7 +13,7 @@
 import type { Logger } from '../logging/logger.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { Decision } from '../routing/decide.js';
-import type { RoutingTable, ShadowSpec } from '../routing/table.js';
+import type { Backend, RoutingTable, ShadowSpec } from '../routing/table.js';
 import { compareResponses, type CapturedResponse } from './compare.js';
 import type { RequestBody } from '../upstream/to-client.js';
 import type { Upstream } from '../upstream/upstream.js';
@@ -47,8 +47,17 @@ export interface ShadowRequest {
   jobTypeLabel: string;
 }
 
+/**
+ * Sends a copy to a backend the proxy translates for (a Taskcluster queue) and
+ * records the answer the translation gives; undefined when the translation
+ * has nothing to say (a call it leaves to the legacy master).
+ */
+export type TranslatedCopy = (backend: Backend, decision: Decision, table: RoutingTable, request: { method: string; pathname: string; search: string; body: Buffer | null; accept: string | undefined }, limit: number) => Promise<CapturedResponse | undefined>;
+
 export class Shadower {
   private inFlight = 0;
+  /** Set once a translator exists (src/main.ts); until then copies to a queue fail and are counted as errors. */
+  translatedCopy: TranslatedCopy | undefined;
   private logWindowStart = 0;
   private logsInWindow = 0;
 
@@ -87,6 +96,17 @@ export class Shadower {
     }
 
     this.inFlight++;
+    if (shadowBackend.kind === 'taskcluster') {
+      const pair = new ShadowPair(this, decision, spec, request, settings.maxBodyBytes, settings.mismatchLogsPerMinute);
+      const at = request.url.indexOf('?');
+      const copy = { method: request.method, pathname: request.pathname, search: at === -1 ? '' : request.url.slice(at + 1), body: request.body as Buffer | null, accept: headerOf(request.client.rawHeaders, 'accept') };
+      const translated = this.translatedCopy?.(shadowBackend, decision, table, copy, settings.maxBodyBytes) ?? Promise.reject(new Error('no store is open for the queue'));
+      translated.then(
+        (answer) => (answer === undefined ? pair.copyDone(new Error('the translation leaves this call to the legacy master'), undefined) : pair.copyDone(undefined, answer)),
+        (error: Error) => pair.copyDone(error, undefined),
+      );
+      return pair;
+    }
     const headers = upstreamHeaders(request.client, shadowBackend.preserveHost ? { requestId: request.requestId, extra: SHADOW_MARK } : { requestId: request.requestId, backendHost: shadowBackend.host, extra: SHADOW_MARK });
     const pair = new ShadowPair(this, decision, spec, request, settings.maxBodyBytes, settings.mismatchLogsPerMinute);
     this.upstream.copy(shadowBackend, { method: request.method, url: request.url, headers, body: request.body as Buffer | null }, settings.maxBodyBytes, settings.timeoutMs).then(
@@ -169,6 +189,11 @@ class ShadowPair implements ShadowTicket {
     this.shadow = answer;
     if (this.primary !== null) this.shadower.settle(this, this.primary, error, answer);
   }
+}
+
+function headerOf(rawHeaders: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) return rawHeaders[i + 1];
+  return undefined;
 }
 
 function truncate(value: unknown): unknown {

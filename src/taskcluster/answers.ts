@@ -18,13 +18,21 @@ export const JSONRPC_CODES = {
 
 import { pythonJsonDumps, renderAnswer, type BuildbotAnswer } from '../buildbot-api/collection.js';
 
+/**
+ * What the translation writes its answer to: a client's ServerResponse, or a
+ * recorder when the answer is a shadow copy's (src/shadow/recording.ts).
+ */
+export type ClientResponse = Pick<ServerResponse, 'headersSent' | 'destroyed' | 'writableFinished' | 'writeHead' | 'write' | 'end' | 'once' | 'destroy'>;
+
 export interface AnswerContext {
-  res: ServerResponse;
+  res: ClientResponse;
   /** The proxy's own headers (X-Request-Id, X-Strangler-*). */
   tags: RawHeaders;
   /** The client's Accept header. */
   accept: string | undefined;
   method: string;
+  /** Told of each whole answer written here (a shadowed request's primary answer, for the comparison). */
+  onAnswer?: (status: number, contentType: string, body: Buffer) => void;
 }
 
 function write(ctx: AnswerContext, status: number, contentType: string, body: string, extra: RawHeaders = []): number {
@@ -34,6 +42,7 @@ function write(ctx: AnswerContext, status: number, contentType: string, body: st
   const headers = [...ctx.tags, ...extra, 'content-type', contentType, 'content-length', String(bytes.length)];
   res.writeHead(status, STATUS_CODES[status] ?? 'Unknown', headers);
   res.end(ctx.method === 'HEAD' ? undefined : bytes);
+  ctx.onAnswer?.(status, contentType, bytes);
   return status;
 }
 

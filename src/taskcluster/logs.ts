@@ -5,7 +5,8 @@
  * it is stored, which may be another host: that host is reached through the
  * same engine, as a backend of its own.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { ClientResponse } from './answers.js';
 import { StringDecoder } from 'node:string_decoder';
 import type { Backend } from '../routing/table.js';
 import type { AnswerSink, Exchange } from '../upstream/exchange.js';
@@ -24,7 +25,7 @@ export class LogStream implements AnswerSink {
   private status = 0;
 
   constructor(
-    private readonly res: ServerResponse,
+    private readonly res: ClientResponse,
     private readonly form: LogForm,
     private readonly logid: number,
     private readonly filename: string,

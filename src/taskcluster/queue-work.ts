@@ -40,6 +40,8 @@ export class QueueWork {
     private readonly metrics: ProxyMetrics,
     private readonly logger: Logger,
     private readonly options: QueueWorkOptions,
+    /** Told once the translator exists (the shadower copies to queues through it). */
+    private readonly onOpen?: (translator: TaskclusterTranslator) => void,
   ) {
     this.client = new QueueClient(upstream, metrics.queueCallObserved);
   }
@@ -62,7 +64,9 @@ export class QueueWork {
   private async open(): Promise<void> {
     const store = await openStore(this.options.store, this.options.dataDir === undefined ? {} : { dataDir: this.options.dataDir });
     this.store = store;
-    this.current = new TaskclusterTranslator(store, this.client, this.upstream, this.builders, this.logger, (backend) => this.metrics.tasksCreated.inc({ backend }));
+    const translator = new TaskclusterTranslator(store, this.client, this.upstream, this.builders, this.logger, (backend) => this.metrics.tasksCreated.inc({ backend }));
+    this.current = translator;
+    this.onOpen?.(translator);
     this.logger.info('store open for work on queues', { store: store.kind });
     void this.tick();
     this.timer = setInterval(() => void this.tick(), this.options.queueFollowIntervalMs ?? DEFAULT_FOLLOW_INTERVAL_MS);

@@ -7,16 +7,17 @@
  * task from the stored definition. Calls it does not translate (builder
  * metadata, changes, workers...) are the legacy master's: `not-mine`.
  */
-import type { ServerResponse } from 'node:http';
 import type { Logger } from '../logging/logger.js';
 import { builderFromPath, isForceCall } from '../routing/extract.js';
 import type { OwnedRef } from '../routing/owner.js';
 import type { Backend, Route, RoutingTable } from '../routing/table.js';
 import type { BuildRecord, Store, TaskRecord } from '../store/store.js';
 import type { UpstreamFailure } from '../upstream/failure.js';
+import type { CapturedResponse } from '../shadow/compare.js';
+import { asClientResponse, RecordingResponse } from '../shadow/recording.js';
 import type { RawHeaders } from '../upstream/headers.js';
 import type { Upstream } from '../upstream/upstream.js';
-import { JSONRPC_CODES, parseJsonRpc, sendAnswer, sendData, sendJsonRpcError, sendJsonRpcResult, sendRestError, type AnswerContext } from './answers.js';
+import { JSONRPC_CODES, parseJsonRpc, sendAnswer, sendData, sendJsonRpcError, sendJsonRpcResult, sendRestError, type AnswerContext, type ClientResponse } from './answers.js';
 import { applyQuery, ENTITIES, legacyQueryOf, mergeCollections, parseCollectionQuery, type EntitySpec } from '../buildbot-api/collection.js';
 import { ForceTranslator, queueErrorMessage } from './forces.js';
 import { ArtifactStores, LogStream } from './logs.js';
@@ -37,6 +38,8 @@ export interface TranslateRequest {
   tags: RawHeaders;
   route: Route | undefined;
   table: RoutingTable;
+  /** Told of the whole answer when it is written at once (not a streamed log), for shadow comparison. */
+  onAnswer?: (status: number, contentType: string, body: Buffer) => void;
 }
 
 export type TranslateResult =
@@ -77,8 +80,15 @@ export class TaskclusterTranslator {
     return this.buildersWithQueueWork.has(builderName);
   }
 
+  /** A shadow copy sent to a queue backend: the translation's answer, recorded instead of sent. */
+  async copy(backend: Backend, route: Route | undefined, table: RoutingTable, request: { method: string; pathname: string; search: string; body: Buffer | null; accept: string | undefined }, limit: number): Promise<CapturedResponse | undefined> {
+    const recording = new RecordingResponse(limit);
+    const result = await this.routed(backend, { ...request, tags: ['x-strangler-shadow', '1'], route, table }, asClientResponse(recording));
+    return result.kind === 'answered' ? recording.captured() : undefined;
+  }
+
   /** A request a route sent to a queue backend. */
-  async routed(backend: Backend, request: TranslateRequest, res: ServerResponse): Promise<TranslateResult> {
+  async routed(backend: Backend, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     if (isForceCall(request.method, request.pathname)) return this.force(backend, request, res);
     const inPath = builderFromPath(request.pathname);
     if (inPath?.kind === 'name' && request.method === 'GET' && isBuilderListing(request.pathname)) return this.builderListing(inPath.name, request, res);
@@ -86,7 +96,7 @@ export class TaskclusterTranslator {
   }
 
   /** A read of a builder's builds or buildrequests, merged from both sides. */
-  async builderListing(builderName: string, request: TranslateRequest, res: ServerResponse): Promise<TranslateResult> {
+  async builderListing(builderName: string, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     const ctx = this.context(request, res);
     const tail = listingTail(request.pathname);
     if (tail === undefined) return { kind: 'not-mine' };
@@ -107,7 +117,7 @@ export class TaskclusterTranslator {
   }
 
   /** A request naming a minted id: its owner answers, whatever the routes say. */
-  async owned(ref: OwnedRef, request: TranslateRequest, res: ServerResponse): Promise<TranslateResult> {
+  async owned(ref: OwnedRef, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     const ctx = this.context(request, res);
     switch (ref.kind) {
       case 'buildrequest': {
@@ -207,7 +217,7 @@ export class TaskclusterTranslator {
     return { kind: 'answered', status: sendJsonRpcError(ctx, call.id, answer.status === 409 ? 400 : answer.status >= 500 ? 502 : 400, JSONRPC_CODES.invalidParams, queueErrorMessage(answer.status, answer.error.code, answer.error.message)) };
   }
 
-  private async force(backend: Backend, request: TranslateRequest, res: ServerResponse): Promise<TranslateResult> {
+  private async force(backend: Backend, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     const ctx = this.context(request, res);
     const call = parseJsonRpc(request.body);
     if (!call.ok) return { kind: 'answered', status: sendJsonRpcError(ctx, call.id, 400, call.code, call.message) };
@@ -310,8 +320,8 @@ export class TaskclusterTranslator {
     return { kind: 'answered', status: sendData(ctx, plural, applied.items, isCollection ? applied.total : undefined) };
   }
 
-  private context(request: TranslateRequest, res: ServerResponse): AnswerContext {
-    return { res, tags: request.tags, accept: request.accept, method: request.method };
+  private context(request: TranslateRequest, res: ClientResponse): AnswerContext {
+    return { res, tags: request.tags, accept: request.accept, method: request.method, ...(request.onAnswer ? { onAnswer: request.onAnswer } : {}) };
   }
 }
 
