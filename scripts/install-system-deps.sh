@@ -19,7 +19,7 @@ set -euo pipefail
 
 usage() {
   echo "usage: bash scripts/install-system-deps.sh PACKAGE..." >&2
-  echo "  packages: buildbot buildbot-worker prometheus chromium nginx wrk" >&2
+  echo "  packages: buildbot buildbot-worker prometheus chromium nginx wrk postgresql" >&2
 }
 
 if [ "$#" -eq 0 ]; then
@@ -38,6 +38,8 @@ is_present() {
     # nginx lives in /usr/sbin, which a non-root PATH often lacks.
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] ;;
     wrk) command -v wrk >/dev/null 2>&1 ;;
+    # Debian's server binaries live outside PATH, under /usr/lib/postgresql/<version>/bin.
+    postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null 2>&1 ;;
     *) return 2 ;;
   esac
 }

@@ -326,6 +326,11 @@ export class EmbeddedStore implements Store {
       int((this.sql(`SELECT COUNT(*) AS n FROM task WHERE builder_name = ? AND ${LISTED_STATES}`).get(builderName) as Row).n, 'count'));
   }
 
+  async builderNames(): Promise<string[]> {
+    return this.run('read builder names', () =>
+      (this.sql(`SELECT DISTINCT builder_name FROM task WHERE ${LISTED_STATES}`).all() as Row[]).map((row) => text(row.builder_name)));
+  }
+
   async recentTasks(backend: string, limit: number): Promise<TaskRecord[]> {
     return this.tasks('read recent tasks', `SELECT ${TASK_COLUMNS} FROM task WHERE backend = ? ORDER BY buildrequest_id DESC LIMIT ?`, backend, limit);
   }

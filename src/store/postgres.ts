@@ -317,6 +317,11 @@ export class PostgresStore implements Store {
     return int(rows[0]!.n);
   }
 
+  async builderNames(): Promise<string[]> {
+    const rows = await this.query('read builder names', `SELECT DISTINCT builder_name FROM task WHERE ${LISTED_STATES}`, []);
+    return rows.map((row) => String(row.builder_name));
+  }
+
   async recentTasks(backend: string, limit: number): Promise<TaskRecord[]> {
     return this.tasks('read recent tasks', `SELECT ${TASK_COLUMNS} FROM task WHERE backend = $1 ORDER BY buildrequest_id DESC LIMIT $2`, [backend, limit]);
   }

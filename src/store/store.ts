@@ -124,6 +124,8 @@ export interface Store {
   /** Tasks of a builder (all states but `rejected` and `abandoned`), paged by buildrequest id. */
   tasksOfBuilder(builderName: string, page: Page): Promise<TaskRecord[]>;
   countTasksOfBuilder(builderName: string): Promise<number>;
+  /** Every builder with tasks (in any state but rejected and abandoned): whose listings merge both sides. */
+  builderNames(): Promise<string[]>;
   /** The newest tasks on a backend, for the status page. */
   recentTasks(backend: string, limit: number): Promise<TaskRecord[]>;
 

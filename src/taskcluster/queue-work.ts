@@ -65,6 +65,7 @@ export class QueueWork {
     const store = await openStore(this.options.store, this.options.dataDir === undefined ? {} : { dataDir: this.options.dataDir });
     this.store = store;
     const translator = new TaskclusterTranslator(store, this.client, this.upstream, this.builders, this.logger, (backend) => this.metrics.tasksCreated.inc({ backend }));
+    translator.rememberBuilders(await store.builderNames());
     this.current = translator;
     this.onOpen?.(translator);
     this.logger.info('store open for work on queues', { store: store.kind });

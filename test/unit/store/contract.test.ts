@@ -180,6 +180,7 @@ function contract(name: string, harness: () => Harness): void {
       expect(await store.countTasksOfBuilder('lin')).to.equal(4);
       expect(await store.countTasksOfBuilder('win')).to.equal(1);
       expect(await store.countTasksOfBuilder('none')).to.equal(0);
+      expect((await store.builderNames()).sort()).to.deep.equal(['lin', 'win']);
       const ids = async (limit: number, offset: number, newestFirst: boolean) =>
         (await store.tasksOfBuilder('lin', { limit, offset, newestFirst })).map((t) => t.buildrequestId);
       expect(await ids(10, 0, false)).to.deep.equal(brids.slice(0, 4));
