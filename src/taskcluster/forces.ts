@@ -228,8 +228,13 @@ export class ForceTranslator {
   private async callOff(backend: Backend, tasks: TaskRecord[], results: CreateResult[]): Promise<void> {
     for (const [i, task] of tasks.entries()) {
       if (results[i] === 'created' || results[i] === 'pending') {
-        await this.client.cancel(backend, task.taskId);
-        await this.store.setTaskState(task.taskId, 'abandoned', 'another builder of its buildset was refused; cancelled');
+        const cancelled = await this.client.cancel(backend, task.taskId);
+        if (cancelled.ok || (cancelled.answered && cancelled.status === 404)) {
+          await this.store.setTaskState(task.taskId, 'abandoned', 'another builder of its buildset was refused; cancelled');
+        } else {
+          // The task may run: its row stays as it is, so reads show what the queue does with it.
+          this.logger.warn('a task of a refused buildset could not be cancelled', { backend: backend.name, taskId: task.taskId });
+        }
       }
     }
   }
@@ -249,7 +254,16 @@ export class ForceTranslator {
       const definition = JSON.parse(task.definition) as QueueTaskDefinition;
       if (this.now() - Date.parse(definition.created) < RESEND_WINDOW_MS) {
         const answer = await this.client.createTask(backend, task.taskId, task.definition);
-        if ((await this.settle(task, answer)) !== undefined) settled++;
+        if (answer.ok || !answer.answered || answer.status >= 500) {
+          if ((await this.settle(task, answer)) !== undefined) settled++;
+          continue;
+        }
+        // A refusal now does not prove the first send failed (the credentials may have changed since): the queue says.
+        const check = await this.client.task(backend, task.taskId);
+        if (check.ok) await this.markCreated(task, undefined);
+        else if (check.answered && check.status === 404) await this.settle(task, answer);
+        else continue;
+        settled++;
         continue;
       }
       const check = await this.client.task(backend, task.taskId);

@@ -77,13 +77,19 @@ export class QueueClient {
     const full = QUEUE_PATH + path;
     const headers: RawHeaders = ['accept', 'application/json', 'user-agent', 'strangler-proxy'];
     if (body !== null) headers.push('content-type', 'application/json');
-    const authorization = this.authorization(backend, verb, full);
-    if (authorization !== undefined) headers.push('authorization', authorization);
     let outcome: QueueOutcome<T>;
     try {
+      const authorization = this.authorization(backend, verb, full);
+      if (authorization !== undefined) headers.push('authorization', authorization);
       const answer = await this.upstream.send(backend, { method: verb, path: full, headers, body, timeoutMs: backend.responseTimeoutMs, maxBytes: MAX_ANSWER_BYTES });
       outcome = parseAnswer<T>(answer, expected);
     } catch (error) {
+      if (error instanceof CredentialsError) {
+        // Answered as the queue would answer bad credentials: refused, nothing created, the cause named.
+        outcome = { ok: false, answered: true, status: 401, error: { code: 'AuthenticationFailed', message: error.message } };
+        this.observe(backend.name, method, 'credentials', (performance.now() - started) / 1000);
+        return outcome;
+      }
       const failure = error instanceof UpstreamError ? error.failure : classifyUpstreamError(error, true);
       outcome = { ok: false, answered: false, failure };
     }
@@ -100,11 +106,24 @@ export class QueueClient {
     const key = this.env[queue.accessTokenEnv];
     if (!id || !key) return undefined;
     const certificate = this.env[queue.certificateEnv];
-    const ext = certificate ? Buffer.from(JSON.stringify({ certificate: JSON.parse(certificate) as unknown })).toString('base64') : undefined;
+    let ext: string | undefined;
+    if (certificate) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(certificate);
+      } catch {
+        // SECURITY: the message names the variable, never its content.
+        throw new CredentialsError(`${queue.certificateEnv} is set but is not JSON (a Taskcluster temporary credentials certificate); nothing was sent`);
+      }
+      ext = Buffer.from(JSON.stringify({ certificate: parsed })).toString('base64');
+    }
     const url = new URL(backend.basePath + path, backend.origin).toString();
     return hawk.client.header(url, method, { credentials: { id, key, algorithm: 'sha256' }, ...(ext ? { ext } : {}) }).header;
   }
 }
+
+/** Credentials in the environment that cannot be used: the call is not sent. */
+class CredentialsError extends Error {}
 
 function parseAnswer<T>(answer: HeldAnswer, expected: number[]): QueueOutcome<T> {
   let parsed: unknown;
