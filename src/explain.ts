@@ -218,6 +218,9 @@ export async function explainRequest(table: RoutingTable, input: ExplainInput, b
     case 'mixed-builders':
       why = `the force names builders on different backends (${decision.jobType}); the whole request goes to the legacy backend, which runs them all`;
       break;
+    case 'owner':
+      why = `the path names a Buildbot object by an id below 10^15, the legacy master's; it goes to the legacy backend whatever the default is`;
+      break;
     case 'unparsed-body':
       why = 'the force body could not be read (larger than the peek limit, or not JSON-RPC); it goes to the default backend unparsed';
       break;

@@ -7,6 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestFacts } from '../routing/decide.js';
 import { builderFromPath, buildersFromForceBody, isForceCall } from '../routing/extract.js';
+import { namesLegacyObject } from '../routing/owner.js';
 import type { RoutingTable, StickySource } from '../routing/table.js';
 import type { BuilderDirectory } from './builder-directory.js';
 import type { PeekedBody } from './peek.js';
@@ -41,7 +42,10 @@ export function factsAtOnce(request: RequestView): GatheredFacts | undefined {
   const inPath = builderFromPath(request.pathname);
   if (inPath?.kind === 'id') return undefined;
   if (inPath?.kind === 'name') return { facts: { headerJobType, jobTypes: [inPath.name], sticky: stickyLookup(request, () => undefined) } };
-  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) return { facts: { headerJobType, sticky: stickyLookup(request, () => undefined) } };
+  if (headerJobType !== undefined || !isForceCall(request.method, request.pathname)) {
+    const legacyObject = namesLegacyObject(request.pathname);
+    return { facts: { headerJobType, sticky: stickyLookup(request, () => undefined), ...(legacyObject ? { legacyObject } : {}) } };
+  }
   return undefined;
 }
 

@@ -22,8 +22,9 @@ import type { Upstream } from '../upstream/upstream.js';
 import { upstreamHeaders, type RawHeaders } from '../upstream/headers.js';
 import type { ForwardResult } from '../upstream/to-client.js';
 import type { CapturedResponse } from '../shadow/compare.js';
-import { ownedIdIn, type OwnedRef } from '../routing/owner.js';
-import { builderFromPath } from '../routing/extract.js';
+import { ownedFilterIn, ownedIdIn, type OwnedRef } from '../routing/owner.js';
+import { builderFromPath, isForceCall } from '../routing/extract.js';
+import { JSONRPC_CODES, parseJsonRpc, sendJsonRpcError } from '../taskcluster/answers.js';
 import { isBuilderListing, type TaskclusterTranslator, type TranslateRequest, type TranslateResult } from '../taskcluster/translator.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { BodyBudgetExceeded, peekBody, type PeekedBody } from './peek.js';
@@ -292,7 +293,7 @@ function handle(deps: ProxyDeps, limits: BodyLimits, req: IncomingMessage, res: 
     peekBody: (limit) => peekBody(req, limits.budget.limitBytes === 0 ? limit : Math.min(limit, limits.budget.limitBytes), (bytes) => (held ??= limits.budget.open()).reserve(bytes)),
   };
   const onFault = (error: unknown) => internalError(deps, res, outcome, error);
-  const owned = deps.translator?.() === undefined ? undefined : ownedIdIn(pathname);
+  const owned = deps.translator?.() === undefined || (method !== 'GET' && method !== 'HEAD' && method !== 'POST') ? undefined : (ownedIdIn(pathname) ?? ownedFilterIn(pathname, view.search));
   if (owned !== undefined) {
     // An id the proxy minted: its owner answers, whatever the routes say. A control call's body is read first.
     const body = req.method === 'POST' ? view.peekBody(table.settings.bodyPeekLimitBytes) : Promise.resolve(undefined);
@@ -363,7 +364,14 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
       o.status = 503;
       deps.metrics.unavailable.inc({ backend: primary.name, job_type: o.jobTypeLabel });
       res.setHeader('retry-after', String(deps.breakers.retryAfterSeconds(primary.name)));
-      return sendError(res, 'BACKEND_UNAVAILABLE', `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`, o, primary);
+      const why = `backend ${primary.name} is unavailable (${deps.breakers.state(primary.name) === 'closed' ? 'health probes failing' : 'circuit open'})`;
+      // A Buildbot client forcing a build reads JSON-RPC errors: a queue's force is answered in that shape.
+      if (primary.kind === 'taskcluster' && isForceCall(o.method, o.pathname)) {
+        o.failureKind = 'backend-unavailable';
+        sendJsonRpcError({ res, tags: o.tags(primary), accept: req.headers.accept, method: o.method }, jsonRpcIdOf(gathered.peeked), 503, JSONRPC_CODES.internalError, `${why}; nothing was sent, retry shortly`, ['retry-after', res.getHeader('retry-after') as string]);
+        return;
+      }
+      return sendError(res, 'BACKEND_UNAVAILABLE', why, o, primary);
     }
   }
 
@@ -381,7 +389,8 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
     if (target.kind === 'taskcluster' || listingMerged(deps, table, o, route)) {
       let primaryAnswer: CapturedResponse | undefined;
       const onAnswer = captureBytes > 0 ? (status: number, contentType: string, bytes: Buffer) => (primaryAnswer = { status, contentType, body: bytes.length <= captureBytes ? bytes : undefined }) : undefined;
-      const translated = await translate(deps, table, target, route, req, body, o, res, onAnswer);
+      const canFallBack = fallback !== undefined && target !== fallback && isAvailable(deps, fallback);
+      const translated = await translate(deps, table, target, route, req, body, o, res, canFallBack, onAnswer);
       deps.metrics.sent(target.name, o.jobTypeLabel);
       deps.traffic.finished(target.name);
       if (translated.kind === 'answered') {
@@ -472,8 +481,9 @@ function listingMerged(deps: ProxyDeps, table: RoutingTable, o: Outcome, route: 
   return translator.hasQueueWork(inPath.name) || (route?.targets.some((t) => table.backends.get(t.backend)?.kind === 'taskcluster') ?? false);
 }
 
-async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse, onAnswer?: TranslateRequest['onAnswer']): Promise<TranslateResult> {
+async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse, canFallBack: boolean, onAnswer?: TranslateRequest['onAnswer']): Promise<TranslateResult> {
   const request: TranslateRequest = {
+    canFallBack,
     ...(onAnswer ? { onAnswer } : {}),
     method: o.method,
     pathname: o.pathname,
@@ -503,16 +513,26 @@ async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, 
 async function answerOwned(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, table: RoutingTable, owned: OwnedRef, view: RequestView, body: Buffer | null, o: Outcome): Promise<void> {
   o.decision = { backend: table.legacy, reason: 'owner' };
   deps.metrics.decided(undefined, 'owner', 'owner');
-  const request: TranslateRequest = { method: o.method, pathname: o.pathname, search: view.search, accept: req.headers.accept, body, tags: o.tags(undefined), route: undefined, table };
+  const request: TranslateRequest = { method: o.method, pathname: o.pathname, search: view.search, accept: req.headers.accept, body, tags: o.tags(undefined), route: undefined, table, canFallBack: false };
   o.requestBytes = body?.length ?? 0;
   try {
     const translated = await deps.translator!()!.owned(owned, request, res);
-    if (translated.kind === 'answered') o.status = translated.status;
+    if (translated.kind === 'answered') {
+      o.status = translated.status;
+      if (translated.owner !== undefined) o.served = table.backends.get(translated.owner);
+    }
     else o.status = sendTranslatedError(res, 'BACKEND_ERROR', 'the queue could not be reached', o, undefined);
   } catch (error) {
     if (!isStranglerError(error)) throw error;
     o.status = sendTranslatedError(res, error.code, error.message, o, undefined);
   }
+}
+
+/** The id of a JSON-RPC call in a held body, to answer it in kind; null when there is none to read. */
+function jsonRpcIdOf(peeked: PeekedBody | undefined): unknown {
+  if (!peeked?.complete) return null;
+  const call = parseJsonRpc(peeked.body);
+  return call.id ?? null;
 }
 
 function searchOf(url: string | undefined): string {

@@ -24,6 +24,8 @@ export interface RequestFacts {
   jobTypes?: readonly string[];
   /** The body should have named builders but could not be read. */
   unparsedBody?: boolean;
+  /** The path names a Buildbot object by an id of the legacy master's (a build, buildrequest, buildset, step or log). */
+  legacyObject?: boolean;
   /** Looks up a sticky-key source in the request (header, query parameter, JSON-RPC param). */
   sticky?: (source: StickySource) => string | undefined;
 }
@@ -51,6 +53,7 @@ export function decide(table: RoutingTable, facts: RequestFacts, draw: number = 
   if (jobTypes.length === 1) return decideOne(table, jobTypes[0]!, draw, facts);
   if (jobTypes.length > 1) return decideMany(table, jobTypes, draw, facts);
   if (facts.unparsedBody) return { backend: table.defaultBackend, reason: 'unparsed-body' };
+  if (facts.legacyObject) return { backend: table.legacy, reason: 'owner' };
   return { backend: table.defaultBackend, reason: 'default' };
 }
 

@@ -32,3 +32,35 @@ export function ownedIdIn(pathname: string): OwnedRef | undefined {
   const rest = match[3] === undefined || match[3] === '' ? [] : match[3].split('/').filter((s) => s !== '');
   return { kind: KINDS[match[1]!]!, id, rest };
 }
+
+const FILTERED: Record<string, { param: string; kind: OwnedKind; rest: string[] }> = {
+  '/api/v2/builds': { param: 'buildrequestid', kind: 'buildrequest', rest: ['builds'] },
+  '/api/v2/buildrequests': { param: 'buildsetid', kind: 'buildset', rest: ['buildrequests'] },
+};
+
+/**
+ * A collection read filtered by one minted id (`/api/v2/builds?buildrequestid=ID`,
+ * `/api/v2/buildrequests?buildsetid=ID`): the same as reading below that id.
+ *
+ * @example ownedFilterIn('/api/v2/builds', 'buildrequestid=1000000000000003') // { kind: 'buildrequest', id: 1000000000000003, rest: ['builds'] }
+ */
+export function ownedFilterIn(pathname: string, search: string): OwnedRef | undefined {
+  const filtered = FILTERED[pathname.endsWith('/') ? pathname.slice(0, -1) : pathname];
+  if (filtered === undefined || search === '') return undefined;
+  const query = new URLSearchParams(search);
+  const values = [...query.getAll(filtered.param), ...query.getAll(`${filtered.param}__eq`)];
+  if (values.length !== 1 || !/^[0-9]{1,16}$/.test(values[0]!)) return undefined;
+  const id = Number(values[0]);
+  return isMintedId(id) ? { kind: filtered.kind, id, rest: filtered.rest } : undefined;
+}
+
+/**
+ * Whether a path names an object by an id below the minted range: the legacy
+ * master's, whichever backend is the default.
+ *
+ * @example namesLegacyObject('/api/v2/builds/12/steps') // true
+ */
+export function namesLegacyObject(pathname: string): boolean {
+  const match = OWNED_PATH.exec(pathname);
+  return match !== null && !isMintedId(Number(match[2]));
+}

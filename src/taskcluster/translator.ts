@@ -38,12 +38,14 @@ export interface TranslateRequest {
   tags: RawHeaders;
   route: Route | undefined;
   table: RoutingTable;
+  /** Whether a fallback would take the request if the queue cannot be reached; without one, the client is answered here. */
+  canFallBack: boolean;
   /** Told of the whole answer when it is written at once (not a streamed log), for shadow comparison. */
   onAnswer?: (status: number, contentType: string, body: Buffer) => void;
 }
 
 export type TranslateResult =
-  | { kind: 'answered'; status: number }
+  | { kind: 'answered'; status: number; owner?: string }
   /** Not a call the translation answers: the legacy master's. */
   | { kind: 'not-mine' }
   /** The queue could not be reached and nothing reached it: the request may go to a fallback. */
@@ -83,7 +85,7 @@ export class TaskclusterTranslator {
   /** A shadow copy sent to a queue backend: the translation's answer, recorded instead of sent. */
   async copy(backend: Backend, route: Route | undefined, table: RoutingTable, request: { method: string; pathname: string; search: string; body: Buffer | null; accept: string | undefined }, limit: number): Promise<CapturedResponse | undefined> {
     const recording = new RecordingResponse(limit);
-    const result = await this.routed(backend, { ...request, tags: ['x-strangler-shadow', '1'], route, table }, asClientResponse(recording));
+    const result = await this.routed(backend, { ...request, tags: ['x-strangler-shadow', '1'], route, table, canFallBack: false }, asClientResponse(recording));
     return result.kind === 'answered' ? recording.captured() : undefined;
   }
 
@@ -118,6 +120,22 @@ export class TaskclusterTranslator {
 
   /** A request naming a minted id: its owner answers, whatever the routes say. */
   async owned(ref: OwnedRef, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
+    const owner = await this.ownerOf(ref);
+    // SECURITY: only a backend name from the store goes into the header, never request data.
+    if (owner !== undefined) request.tags.push('x-strangler-backend', owner);
+    const result = await this.ownedAnswer(ref, request, res);
+    return result.kind === 'answered' && owner !== undefined ? { ...result, owner } : result;
+  }
+
+  /** The queue backend a minted id belongs to, from the store. */
+  private async ownerOf(ref: OwnedRef): Promise<string | undefined> {
+    if (ref.kind === 'buildrequest') return (await this.store.task(ref.id))?.backend;
+    if (ref.kind === 'buildset') return (await this.store.buildset(ref.id))?.backend;
+    const build = await this.store.build(ref.id);
+    return build === undefined ? undefined : (await this.store.task(build.buildrequestId))?.backend;
+  }
+
+  private async ownedAnswer(ref: OwnedRef, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     const ctx = this.context(request, res);
     switch (ref.kind) {
       case 'buildrequest': {
@@ -132,9 +150,14 @@ export class TaskclusterTranslator {
       }
       case 'buildset': {
         const buildset = await this.store.buildset(ref.id);
-        if (buildset === undefined || ref.rest.length > 0) return { kind: 'answered', status: sendRestError(ctx, 404, `no buildset ${ref.id}`) };
+        if (buildset === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no buildset ${ref.id}`) };
         const tasks = await this.store.tasksOfBuildset(ref.id);
         const views = await Promise.all(tasks.map((t) => this.view(t, request.table)));
+        if (ref.rest.length === 1 && ref.rest[0] === 'buildrequests') {
+          const items = await Promise.all(views.map(async (v) => buildrequestOf(v.task, v.status, await this.shapeOptions(v.task, request))));
+          return this.data(ctx, request, 'buildrequests', items, true);
+        }
+        if (ref.rest.length > 0) return { kind: 'answered', status: sendRestError(ctx, 404, 'invalid path') };
         return this.data(ctx, request, 'buildsets', [buildsetOf(buildset, views.map((v) => ({ task: v.task, status: v.status })))]);
       }
       case 'build':
@@ -143,13 +166,13 @@ export class TaskclusterTranslator {
         const build = await this.store.build(ref.id);
         if (build === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no ${ref.kind} ${ref.id}`) };
         const rest = ref.kind === 'build' ? ref.rest : ref.kind === 'step' ? ['steps', '0', ...ref.rest] : ['steps', '0', 'logs', 'stdio', ...ref.rest];
-        return this.ownedBuild(build, rest, request, ctx, ref.kind);
+        return this.ownedBuild(build, rest, request, ctx);
       }
     }
   }
 
   /** Reads and controls below one build: steps, logs, properties; stop and rebuild. */
-  private async ownedBuild(build: BuildRecord, rest: string[], request: TranslateRequest, ctx: AnswerContext, asKind: 'build' | 'step' | 'log' = 'build'): Promise<TranslateResult> {
+  private async ownedBuild(build: BuildRecord, rest: string[], request: TranslateRequest, ctx: AnswerContext): Promise<TranslateResult> {
     const task = await this.store.task(build.buildrequestId);
     if (task === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no build ${build.buildid}`) };
     if (request.method === 'POST' && rest.length === 0) return this.control(task, build, request, ctx);
@@ -172,7 +195,6 @@ export class TaskclusterTranslator {
     if (rest[3] !== log.slug) return { kind: 'answered', status: sendRestError(ctx, 404, `no log ${rest[3]}`) };
     if (rest.length === 4) return this.data(ctx, request, 'logs', [log]);
     if (rest.length === 5 && (rest[4] === 'raw' || rest[4] === 'contents')) return this.streamLog(view, build, rest[4], request, ctx);
-    void asKind;
     return { kind: 'answered', status: sendRestError(ctx, 404, 'invalid path') };
   }
 
@@ -231,7 +253,7 @@ export class TaskclusterTranslator {
       builders.push({ name, id });
     }
     const outcome = await this.forces.force({ backend, route: request.route, builders, params: call.params });
-    if (outcome.kind === 'unreachable') return { kind: 'unreachable', failure: { kind: 'refused', code: 'BACKEND_REFUSED', mayHaveReachedBackend: false, message: outcome.message } };
+    if (outcome.kind === 'unreachable' && request.canFallBack) return { kind: 'unreachable', failure: { kind: 'refused', code: 'BACKEND_REFUSED', mayHaveReachedBackend: false, message: outcome.message } };
     if (outcome.kind === 'accepted') for (const b of builders) this.buildersWithQueueWork.add(b.name);
     return this.forceAnswer(outcome, call.id, ctx);
   }

@@ -296,11 +296,11 @@ describe('admin: queues', () => {
       expect(e.why).to.contain('404');
     });
 
-    it('an id below 10^15: the legacy master\'s, and routing decides as for any path', async () => {
+    it('an id below 10^15: the legacy master\'s, and it goes there whatever the default is', async () => {
       const e = await explain('/api/v2/builds/12');
       expect(e.owner).to.deep.include({ side: 'legacy', backend: 'buildbot' });
       expect(e.owner!.why).to.contain("the legacy master's (ids below 10^15)");
-      expect(e).to.deep.include({ backend: 'buildbot', reason: 'default' });
+      expect(e).to.deep.include({ backend: 'buildbot', reason: 'owner' });
     });
 
     it('a minted id without a store: the proxy\'s, which queue unknown', async () => {

@@ -4,7 +4,9 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { ownedIdIn, type OwnedKind } from '../../../src/routing/owner.js';
+import { namesLegacyObject, ownedFilterIn, ownedIdIn, type OwnedKind } from '../../../src/routing/owner.js';
+import { decide } from '../../../src/routing/decide.js';
+import { tableFrom } from '../../support/tables.js';
 import { MINTED_ID_BASE, MINTED_ID_LIMIT } from '../../../src/store/store.js';
 
 const PLURALS: Record<OwnedKind, string> = { build: 'builds', buildrequest: 'buildrequests', buildset: 'buildsets', step: 'steps', log: 'logs' };
@@ -106,5 +108,41 @@ describe('routing/owner: ownedIdIn', () => {
         { numRuns: 500 },
       );
     });
+  });
+});
+
+describe('routing/owner: collections filtered by a minted id', () => {
+  it('reads /builds?buildrequestid=ID and /buildrequests?buildsetid=ID as below that id', () => {
+    expect(ownedFilterIn('/api/v2/builds', `buildrequestid=${FIRST + 3}`)).to.deep.equal({ kind: 'buildrequest', id: FIRST + 3, rest: ['builds'] });
+    expect(ownedFilterIn('/api/v2/builds', `buildrequestid__eq=${FIRST + 3}&order=-number`)).to.deep.equal({ kind: 'buildrequest', id: FIRST + 3, rest: ['builds'] });
+    expect(ownedFilterIn('/api/v2/buildrequests', `buildsetid=${FIRST}`)).to.deep.equal({ kind: 'buildset', id: FIRST, rest: ['buildrequests'] });
+  });
+
+  it('leaves every other query alone: legacy ids, several values, other filters', () => {
+    expect(ownedFilterIn('/api/v2/builds', 'buildrequestid=12')).to.equal(undefined);
+    expect(ownedFilterIn('/api/v2/builds', `buildrequestid=${FIRST}&buildrequestid=${FIRST + 1}`)).to.equal(undefined);
+    expect(ownedFilterIn('/api/v2/builds', `builderid=${FIRST}`)).to.equal(undefined);
+    expect(ownedFilterIn('/api/v2/builders', `buildrequestid=${FIRST}`)).to.equal(undefined);
+    expect(ownedFilterIn('/api/v2/builds', '')).to.equal(undefined);
+  });
+});
+
+describe('routing/owner: objects of the legacy master', () => {
+  it('knows a path naming an object by an id below the minted range', () => {
+    expect(namesLegacyObject('/api/v2/builds/12')).to.equal(true);
+    expect(namesLegacyObject('/api/v2/buildrequests/3/builds')).to.equal(true);
+    expect(namesLegacyObject(`/api/v2/builds/${FIRST}`)).to.equal(false);
+    expect(namesLegacyObject('/api/v2/builders/12/builds')).to.equal(false);
+  });
+
+  it('sends such a path to the legacy backend even when another backend is the default', () => {
+    const table = tableFrom(`backends:
+  buildbot: { url: http://127.0.0.1:8011, legacy: true }
+  taskservice: { url: http://127.0.0.1:8012 }
+default: taskservice
+`);
+    expect(decide(table, { legacyObject: true })).to.deep.include({ reason: 'owner' });
+    expect(decide(table, { legacyObject: true }).backend.name).to.equal('buildbot');
+    expect(decide(table, {}).backend.name).to.equal('taskservice');
   });
 });
