@@ -85,6 +85,18 @@ export function* compileSteps(raw: Omit<RawConfig, 'routes'>, source: TableSourc
     yield;
   }
 
+  for (const backend of backends.values()) {
+    if (backend.kind !== 'taskcluster') continue;
+    // A template no route checked (a queue used only as the default, or not yet) must still render.
+    if (backend.queue?.task !== undefined && !shared.checkedTemplates.has(backend.name)) {
+      shared.checkedTemplates.add(backend.name);
+      checkTemplate(backend.queue.task, ['backends', backend.name, 'task'], problems);
+    }
+    if (backend === defaultBackend && backend.queue?.task === undefined) {
+      problems.push({ path: ['default'], message: `the default backend "${backend.name}" is a taskcluster queue without a task template; forces of unrouted job types would have nothing to create. Add "task:" to the backend` });
+    }
+  }
+
   if (problems.length > 0 || !legacies[0] || !defaultBackend) return { ok: false, problems };
 
   const table: RoutingTable = {

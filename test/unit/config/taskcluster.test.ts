@@ -255,6 +255,23 @@ routes:
       );
     });
 
+    it('a queue as the default backend without a template, at default', () => {
+      expect(onlyProblem(`backends:
+${LEGACY}  queue: { kind: taskcluster, rootUrl: 'https://tc.example.com' }
+default: queue
+`)).to.match(/^4:10 default: the default backend "queue" is a taskcluster queue without a task template/);
+    });
+
+    it('a backend template no route uses is still checked, at the field inside it', () => {
+      const problem = onlyProblem(`backends:
+${LEGACY}  queue:
+    kind: taskcluster
+    rootUrl: 'https://tc.example.com'
+    task: { taskQueueId: 'no slash', payload: {} }
+`);
+      expect(problem).to.match(/^6:.* backends\.queue\.task\.taskQueueId: task template: taskQueueId must be/);
+    });
+
     it('a queue named only as a split target or a fallback still needs a template', () => {
       expect(onlyProblem(`backends:
 ${LEGACY}  queue: { kind: taskcluster, rootUrl: 'https://tc.example.com' }
