@@ -26,6 +26,7 @@ ENV NODE_ENV=production \
     ADMIN_PORT=8081 \
     ADMIN_HOST=0.0.0.0 \
     STRANGLER_CONFIG=/config/routes.yaml \
+    STRANGLER_DATA_DIR=/data \
     LOG_FORMAT=json
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
@@ -33,6 +34,10 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # A default routes file so the image starts; mount your own folder over /config.
 COPY --chown=node:node routes.yaml /config/routes.yaml
+# The embedded store of work on Taskcluster queues (ids clients keep, task definitions): keep it
+# on a volume, or set STRANGLER_STORE to a postgres:// URL (docs/store.md).
+RUN mkdir -p /data && chown node:node /data
+VOLUME /data
 USER node
 # 8010: the proxy (Buildbot's own default port). 8081: /metrics, /healthz, /readyz,
 # bound to 0.0.0.0 inside the container so Prometheus can scrape it; publish it
