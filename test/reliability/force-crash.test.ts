@@ -34,6 +34,7 @@
  * Sizes follow STRANGLER_RELIABILITY (kit.ts): the short form in npm test
  * kills a few random rounds, the full form more.
  */
+import { seededRandom } from '../../src/standin-queue/worker.js';
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,17 +66,6 @@ interface Force {
   error?: string;
 }
 
-/** mulberry32: the kill instants are reproducible from the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const forceBody = (reason: string) => JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: ['linux64-opt'], reason, revision: 'r1' } });
 
@@ -91,7 +81,7 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   let output = '';
   const forces: Force[] = [];
   const seed = Number(process.env.STRANGLER_CRASH_SEED ?? Date.now() % 100_000);
-  const random = prng(seed);
+  const random = seededRandom(seed);
 
   const url = () => `http://127.0.0.1:${port}`;
 
