@@ -360,7 +360,7 @@ routes:
     const { builds, total } = await client.buildsOfBuilder('android-split');
     const listed = builds.map((b) => b.buildid as number);
     for (const [side, ids] of started) for (const id of ids) expect(listed, `${side} build ${id}`).to.include(id);
-    expect(total).to.equal(builds.length);
+    expect(total, `listed ${JSON.stringify(builds.map((b) => [b.buildid, b.number, b.results]))}, started ${JSON.stringify([...started])}`).to.equal(builds.length);
     // One builder, one sequence of numbers across both sides, newest first as asked.
     const numbers = builds.map((b) => b.number as number);
     expect(new Set(numbers).size).to.equal(numbers.length);
