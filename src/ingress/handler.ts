@@ -472,17 +472,27 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
   }
 }
 
+/** The builder a listing path names: by name, or by id as routing resolved it (the legacy master's builderid). */
+function listedBuilder(o: Outcome): string | undefined {
+  const inPath = builderFromPath(o.pathname);
+  if (inPath?.kind === 'name') return inPath.name;
+  const jobType = o.decision?.jobType;
+  return inPath?.kind === 'id' && jobType !== undefined && !jobType.includes(',') ? jobType : undefined;
+}
+
 /** A GET of a builder's builds or buildrequests while some of its work ran on a queue: both sides' answers, merged. */
 function listingMerged(deps: ProxyDeps, table: RoutingTable, o: Outcome, route: Decision['route']): boolean {
   const translator = deps.translator?.();
   if (translator === undefined || o.method !== 'GET' || !isBuilderListing(o.pathname)) return false;
-  const inPath = builderFromPath(o.pathname);
-  if (inPath?.kind !== 'name') return false;
-  return translator.hasQueueWork(inPath.name) || (route?.targets.some((t) => table.backends.get(t.backend)?.kind === 'taskcluster') ?? false);
+  const name = listedBuilder(o);
+  if (name === undefined) return false;
+  return translator.hasQueueWork(name) || (route?.targets.some((t) => table.backends.get(t.backend)?.kind === 'taskcluster') ?? false);
 }
 
 async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, route: Decision['route'], req: IncomingMessage, body: RequestBody, o: Outcome, res: ServerResponse, canFallBack: boolean, onAnswer?: TranslateRequest['onAnswer']): Promise<TranslateResult> {
+  const listed = listedBuilder(o);
   const request: TranslateRequest = {
+    ...(listed !== undefined ? { builderName: listed } : {}),
     canFallBack,
     ...(onAnswer ? { onAnswer } : {}),
     method: o.method,
@@ -500,8 +510,8 @@ async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, 
   }
   try {
     if (target.kind !== 'taskcluster') {
-      const inPath = builderFromPath(o.pathname);
-      return inPath?.kind === 'name' ? await translator.builderListing(inPath.name, request, res) : { kind: 'not-mine' };
+      const name = listedBuilder(o);
+      return name !== undefined ? await translator.builderListing(name, request, res) : { kind: 'not-mine' };
     }
     return await translator.routed(target, request, res);
   } catch (error) {

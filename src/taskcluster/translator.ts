@@ -38,6 +38,8 @@ export interface TranslateRequest {
   tags: RawHeaders;
   route: Route | undefined;
   table: RoutingTable;
+  /** The builder a listing path names, by name or resolved from its id. */
+  builderName?: string;
   /** Whether a fallback would take the request if the queue cannot be reached; without one, the client is answered here. */
   canFallBack: boolean;
   /** Told of the whole answer when it is written at once (not a streamed log), for shadow comparison. */
@@ -93,7 +95,8 @@ export class TaskclusterTranslator {
   async routed(backend: Backend, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     if (isForceCall(request.method, request.pathname)) return this.force(backend, request, res);
     const inPath = builderFromPath(request.pathname);
-    if (inPath?.kind === 'name' && request.method === 'GET' && isBuilderListing(request.pathname)) return this.builderListing(inPath.name, request, res);
+    const name = inPath?.kind === 'name' ? inPath.name : request.builderName;
+    if (name !== undefined && request.method === 'GET' && isBuilderListing(request.pathname)) return this.builderListing(name, request, res);
     return { kind: 'not-mine' };
   }
 
