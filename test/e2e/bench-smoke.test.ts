@@ -17,7 +17,7 @@ const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'undici', 'prox
 /** The Node reference proxies: each has a throughput row, paired ratios, an added latency and a download. */
 const REFERENCES = [{ id: 'minimal', key: 'Minimal' }, { id: 'undici', key: 'Undici' }];
 const ROUTING_CASES = ['exact-10', 'exact-1000', 'exact-10000', 'mix-10', 'mix-1000', 'mix-10000'];
-const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth'];
+const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth', 'store-p99-embedded', 'store-p99-postgres', 'queue-force-added', 'queue-read-from-store'];
 
 /** Every measurement key the report stands on; nginx's may be null only when nginx could not be installed. */
 function expectedKeys(): string[] {
@@ -112,7 +112,7 @@ describe('e2e: npm run bench -- --smoke', function () {
     const rows = [
       'direct (upstream, no proxy)', 'minimal Node proxy (reference)', 'bare undici proxy (reference)', 'strangler-proxy   ', 'strangler-proxy, shadow 100%',
       'added by the proxy', 'added by the minimal proxy', 'added by the bare undici proxy', '10 exact', '1,000 exact', '10,000 exact', '10 mix', '1,000 mix', '10,000 mix',
-      'log download', 'Shadow 100 % of GETs', '6. Memory', 'TARGETS',
+      'log download', 'Shadow 100 % of GETs', '6. Memory', 'store lookups:', 'queue translation', 'TARGETS',
       result.tools.nginx === null ? 'skipped: nginx not installed' : 'nginx (keep-alive upstream)',
     ];
     for (const row of rows) expect(stdout, row).to.include(row);
