@@ -13,8 +13,12 @@ import type { QueueTaskStatus } from './queue-types.js';
 import { runsThatAreBuilds } from './shapes.js';
 
 const FRESH_FOR_MS = 1_000;
-/** How long the legacy master's last build number of a builder is trusted before asking again. */
-const NUMBER_FLOOR_TTL_MS = 30_000;
+/**
+ * The legacy master's last build number is asked afresh for every build
+ * minted (once per run): while a job type is split, the legacy master keeps
+ * counting, and a stale floor would hand out a number it has since used.
+ */
+const NUMBER_FLOOR_TTL_MS = 0;
 
 export interface TaskView {
   task: TaskRecord;
