@@ -18,7 +18,7 @@ import { compareResponses, type CapturedResponse } from './compare.js';
 import type { RequestBody } from '../upstream/to-client.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { isSafeMethod } from '../resilience/replay.js';
-import { upstreamHeaders } from '../upstream/headers.js';
+import { rawHeaderValue, upstreamHeaders } from '../upstream/headers.js';
 import type { IncomingMessage } from 'node:http';
 
 /** Marks a copy, so a backend (and its logs) can tell shadow traffic from real. */
@@ -99,7 +99,7 @@ export class Shadower {
     if (shadowBackend.kind === 'taskcluster') {
       const pair = new ShadowPair(this, decision, spec, request, settings.maxBodyBytes, settings.mismatchLogsPerMinute);
       const at = request.url.indexOf('?');
-      const copy = { method: request.method, pathname: request.pathname, search: at === -1 ? '' : request.url.slice(at + 1), body: request.body as Buffer | null, accept: headerOf(request.client.rawHeaders, 'accept') };
+      const copy = { method: request.method, pathname: request.pathname, search: at === -1 ? '' : request.url.slice(at + 1), body: request.body as Buffer | null, accept: rawHeaderValue(request.client.rawHeaders, 'accept') };
       const translated = this.translatedCopy?.(shadowBackend, decision, table, copy, settings.maxBodyBytes) ?? Promise.reject(new Error('no store is open for the queue'));
       translated.then(
         (answer) => (answer === undefined ? pair.copyDone(new Error('the translation leaves this call to the legacy master'), undefined) : pair.copyDone(undefined, answer)),
@@ -189,11 +189,6 @@ class ShadowPair implements ShadowTicket {
     this.shadow = answer;
     if (this.primary !== null) this.shadower.settle(this, this.primary, error, answer);
   }
-}
-
-function headerOf(rawHeaders: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) return rawHeaders[i + 1];
-  return undefined;
 }
 
 function truncate(value: unknown): unknown {

@@ -8,7 +8,7 @@
 import hawk from 'hawk';
 import type { Backend } from '../routing/table.js';
 import { classifyUpstreamError, type UpstreamFailure } from '../upstream/failure.js';
-import type { RawHeaders } from '../upstream/headers.js';
+import { rawHeaderValue, type RawHeaders } from '../upstream/headers.js';
 import { UpstreamError, type HeldAnswer, type Upstream } from '../upstream/upstream.js';
 import type { QueueErrorBody, QueueTaskDefinition, QueueTaskStatus } from './queue-types.js';
 
@@ -61,7 +61,7 @@ export class QueueClient {
     const path = `/task/${encodeURIComponent(taskId)}/runs/${runId}/artifacts/${name.split('/').map(encodeURIComponent).join('/')}`;
     const answer = await this.call<unknown>(backend, 'artifact', 'GET', path, null, [303]);
     if (!answer.ok) return answer;
-    const location = headerValue(answer.headers, 'location');
+    const location = rawHeaderValue(answer.headers, 'location');
     if (location === undefined) return { ok: false, answered: true, status: 502, error: { code: 'NoLocation', message: 'the queue answered 303 without a Location' } };
     return { ok: true, status: answer.status, headers: answer.headers, body: { url: new URL(location, backend.url).toString() } };
   }
@@ -148,9 +148,4 @@ function parseAnswer<T>(answer: HeldAnswer, expected: number[]): QueueOutcome<T>
       message: typeof error?.message === 'string' ? error.message : `the queue answered ${answer.status}`,
     },
   };
-}
-
-export function headerValue(headers: RawHeaders, name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
-  return undefined;
 }

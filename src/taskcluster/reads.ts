@@ -13,12 +13,6 @@ import type { QueueTaskStatus } from './queue-types.js';
 import { runsThatAreBuilds } from './shapes.js';
 
 const FRESH_FOR_MS = 1_000;
-/**
- * The legacy master's last build number is asked afresh for every build
- * minted (once per run): while a job type is split, the legacy master keeps
- * counting, and a stale floor would hand out a number it has since used.
- */
-const NUMBER_FLOOR_TTL_MS = 0;
 
 export interface TaskView {
   task: TaskRecord;
@@ -28,7 +22,8 @@ export interface TaskView {
 
 export class TaskStatuses {
   private readonly inFlight = new Map<string, Promise<TaskView>>();
-  private readonly floors = new Map<string, { floor: number; at: number }>();
+  /** The last floor learned per builder, for when the legacy master cannot be asked. */
+  private readonly floors = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -81,11 +76,14 @@ export class TaskStatuses {
     return builds.sort((a, b) => a.runId - b.runId);
   }
 
-  /** The number after the legacy master's last build of a builder: build numbers continue after the legacy master's. */
+  /**
+   * The number after the legacy master's last build of a builder: build
+   * numbers continue after the legacy master's. Asked afresh for every run
+   * first seen (once per run): while a job type is split the legacy master
+   * keeps counting, and a remembered floor would be stale.
+   */
   private async numberFloor(builderName: string, legacy: Backend): Promise<number> {
-    const cached = this.floors.get(builderName);
-    if (cached !== undefined && this.now() - cached.at < NUMBER_FLOOR_TTL_MS) return cached.floor;
-    let floor = cached?.floor ?? 1;
+    let floor = this.floors.get(builderName) ?? 1;
     try {
       const answer = await this.upstream.fetch(legacy, {
         path: `/api/v2/builders/${encodeURIComponent(builderName)}/builds?order=-number&limit=1&field=number`,
@@ -100,7 +98,7 @@ export class TaskStatuses {
     } catch (error) {
       this.logger.warn('could not read the legacy master\'s last build number; numbering from the last one known', { builder: builderName, error: (error as Error).message });
     }
-    this.floors.set(builderName, { floor, at: this.now() });
+    this.floors.set(builderName, floor);
     return floor;
   }
 }

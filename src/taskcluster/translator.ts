@@ -7,6 +7,7 @@
  * task from the stored definition. Calls it does not translate (builder
  * metadata, changes, workers...) are the legacy master's: `not-mine`.
  */
+import type { BuilderDirectory } from '../ingress/builder-directory.js';
 import type { Logger } from '../logging/logger.js';
 import { builderFromPath, isForceCall } from '../routing/extract.js';
 import type { OwnedRef } from '../routing/owner.js';
@@ -67,7 +68,7 @@ export class TaskclusterTranslator {
     private readonly store: Store,
     private readonly client: QueueClient,
     private readonly upstream: Upstream,
-    private readonly builderIds: { idFor(name: string, legacy: Backend): Promise<number | undefined> },
+    private readonly builderIds: Pick<BuilderDirectory, 'idFor' | 'nameFor'>,
     logger: Logger,
     onTaskCreated: (backend: string) => void = () => undefined,
   ) {
@@ -279,7 +280,7 @@ export class TaskclusterTranslator {
     if (Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string')) return [...new Set(names as string[])];
     const id = Object.hasOwn(params, 'builderid') ? Number(params.builderid) : NaN;
     if (Number.isSafeInteger(id)) {
-      const name = await (this.builderIds as { nameFor?: (id: number, legacy: Backend) => Promise<string | undefined> }).nameFor?.(id, legacy);
+      const name = await this.builderIds.nameFor(id, legacy);
       if (name !== undefined) return [name];
       return `unknown builderid ${id}`;
     }

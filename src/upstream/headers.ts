@@ -149,3 +149,9 @@ function clientAddress(req: Pick<IncomingMessage, 'socket'>): string {
   const address = req.socket.remoteAddress ?? 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
+
+/** The first value of a header in a raw `[name, value, ...]` list (names compared case-insensitively). */
+export function rawHeaderValue(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
+  return undefined;
+}
