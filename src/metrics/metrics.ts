@@ -16,6 +16,11 @@ import { matchRoute, type RoutingTable } from '../routing/table.js';
 /** 1 ms to 60 s: fast API reads and slow log downloads both land in a bucket that tells them apart. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** 10 s to 6 h: CI builds run minutes to hours. */
+export const BUILD_DURATION_BUCKETS = [1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 14400, 21600];
+/** 1 s to 2 h: a free worker picks work up in seconds, a busy pool in hours. */
+export const BUILD_WAIT_BUCKETS = [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200];
+
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
 /** The `rule` label of requests no route decided. */
@@ -189,6 +194,66 @@ export class ProxyMetrics {
     help: 'Stored tasks whose creation a crash or an unreachable queue had left open, settled later by the recovery loop (created, found on the queue, or refused).',
     registers: [this.registry],
   });
+
+  readonly buildsFinished = new Counter({
+    name: 'strangler_builds_finished_total',
+    help: 'Builds seen to finish, by job type, backend and Buildbot result (success, warnings, failure, skipped, exception, retry, cancelled; a queue run maps by docs/taskcluster.md). Each build is counted once, by the replica that recorded it.',
+    labelNames: ['job_type', 'backend', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly buildDuration = new Histogram({
+    name: 'strangler_build_duration_seconds',
+    help: 'How long finished builds ran, started to finished, by job type and backend.',
+    labelNames: ['job_type', 'backend'] as const,
+    buckets: BUILD_DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly buildWait = new Histogram({
+    name: 'strangler_build_wait_seconds',
+    help: 'How long finished builds waited for a worker, submitted to started, by job type and backend.',
+    labelNames: ['job_type', 'backend'] as const,
+    buckets: BUILD_WAIT_BUCKETS,
+    registers: [this.registry],
+  });
+  /** Builds in flight, read from the tracker when scraped. */
+  private buildsInFlightSource: () => Iterable<{ jobType: string; backend: string; count: number }> = () => [];
+  readonly buildsInFlight: Gauge = new Gauge({
+    name: 'strangler_builds_in_flight',
+    help: 'Builds submitted through the proxy (or tracked on the legacy master) and not yet finished, by job type and backend.',
+    labelNames: ['job_type', 'backend'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      this.buildsInFlight.reset();
+      for (const { jobType, backend, count } of this.buildsInFlightSource()) this.buildsInFlight.inc({ job_type: jobType, backend }, count);
+    },
+  });
+  readonly buildTrackingLag = new Histogram({
+    name: 'strangler_build_tracking_lag_seconds',
+    help: 'How long after a build finished the proxy recorded it, by backend: how fresh the build comparison is.',
+    labelNames: ['backend'] as const,
+    buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600],
+    registers: [this.registry],
+  });
+  readonly buildTrackingErrors = new Counter({
+    name: 'strangler_build_tracking_errors_total',
+    help: 'Failures while following builds, by backend and operation (events, scan, poll, status, store); the next round tries again.',
+    labelNames: ['backend', 'operation'] as const,
+    registers: [this.registry],
+  });
+
+  /** One finished build, recorded for the first time: counted, and its duration and wait observed. */
+  buildFinished(b: { jobTypeLabel: string; backend: string; result: string; durationSeconds: number; waitSeconds: number | null; lagSeconds: number }): void {
+    const labels = { job_type: b.jobTypeLabel, backend: b.backend };
+    this.buildsFinished.inc({ ...labels, result: b.result });
+    this.buildDuration.observe(labels, Math.max(0, b.durationSeconds));
+    if (b.waitSeconds !== null) this.buildWait.observe(labels, Math.max(0, b.waitSeconds));
+    this.buildTrackingLag.observe({ backend: b.backend }, Math.max(0, b.lagSeconds));
+  }
+
+  /** Where the builds-in-flight gauge reads its values at scrape time (job types already bounded labels). */
+  countBuildsInFlightWith(source: () => Iterable<{ jobType: string; backend: string; count: number }>): void {
+    this.buildsInFlightSource = source;
+  }
 
   /** Told of every queue call (src/taskcluster/queue-client.ts). */
   readonly queueCallObserved = (backend: string, method: string, outcome: string, seconds: number): void => {

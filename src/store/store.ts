@@ -9,6 +9,8 @@
  * ever handed out twice, across restarts and replicas.
  */
 
+import type { BuildOutcome, OpenBuild, OutcomeQuery, TrackedRequest } from '../tracking/outcome.js';
+
 /**
  * Ids the proxy mints for work on a queue start here, far above anything a
  * Buildbot master's autoincrement reaches, and stay below 2^53 so that
@@ -113,13 +115,23 @@ export interface Store {
 
   /** Moves a task to a new state; `definition` replaces the stored one (a re-creation with fresh dates after the queue's window). */
   setTaskState(taskId: string, state: TaskState, reason: string | null, definition?: string): Promise<void>;
-  /** Keeps the queue's latest status answer for a task. */
-  saveStatus(taskId: string, status: string, final: boolean, at: number): Promise<void>;
+  /**
+   * Keeps the queue's latest status answer for a task, and when to look at it
+   * next (`nextCheckAt`, epoch ms; now when absent): polling backs off for
+   * long tasks and stays prompt for short ones.
+   */
+  saveStatus(taskId: string, status: string, final: boolean, at: number, nextCheckAt?: number): Promise<void>;
 
   /** Tasks in state `pending`, oldest first: what recovery must finish. */
   pendingTasks(limit: number): Promise<TaskRecord[]>;
-  /** Tasks that are created but not final, oldest first: what needs polling. */
-  unfinishedTasks(limit: number): Promise<TaskRecord[]>;
+  /**
+   * Tasks that are created but not final: what needs polling. Oldest first;
+   * with `dueBy` (epoch ms), only those whose next check is due by then,
+   * soonest due first.
+   */
+  unfinishedTasks(limit: number, dueBy?: number): Promise<TaskRecord[]>;
+  /** How many tasks are created and not final, per backend and builder: the queue's builds in flight. */
+  countUnfinishedTasks(): Promise<{ backend: string; builderName: string; count: number }[]>;
 
   /** Tasks of a builder (all states but `rejected` and `abandoned`), paged by buildrequest id. */
   tasksOfBuilder(builderName: string, page: Page): Promise<TaskRecord[]>;
@@ -140,6 +152,32 @@ export interface Store {
   buildsOfTask(buildrequestId: number): Promise<BuildRecord[]>;
   buildsOfBuilder(builderName: string, page: Page): Promise<BuildRecord[]>;
   countBuildsOfBuilder(builderName: string): Promise<number>;
+
+  // ------------------------------------------------------------ build tracking
+
+  /**
+   * Records a finished build once: resolves true when it was new, false when
+   * a build with the same backend and key was recorded before (an event and
+   * a poll, or a restart, never count it twice). Removes the build from the
+   * open builds in the same transaction.
+   */
+  recordOutcome(outcome: BuildOutcome): Promise<boolean>;
+  /** Finished builds in a window (by `finishedAt`), oldest first. */
+  outcomes(query: OutcomeQuery): Promise<BuildOutcome[]>;
+
+  /** Buildrequests forced through the proxy onto a Buildbot-API backend; one already tracked is left as it is. */
+  trackRequests(requests: readonly TrackedRequest[]): Promise<void>;
+  /** Tracked buildrequests of a backend not yet closed, oldest first. */
+  openRequests(backend: string): Promise<TrackedRequest[]>;
+  /** Stops awaiting a buildrequest: its build was seen, or it completed without one. */
+  closeRequest(backend: string, buildrequestId: number): Promise<void>;
+  /** A build seen started and not finished; one already open is left as it is. */
+  trackBuild(build: OpenBuild): Promise<void>;
+  /** The open builds of a backend, oldest first. */
+  openBuilds(backend: string): Promise<OpenBuild[]>;
+  /** The highest buildid a backend's scan for new builds has passed, or undefined before the first scan. */
+  trackingCursor(backend: string): Promise<number | undefined>;
+  setTrackingCursor(backend: string, buildid: number): Promise<void>;
 
   /** Closes connections or the file; pending writes finish first. */
   close(): Promise<void>;
