@@ -164,7 +164,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     if (event.result !== 'success') logger.error('routes.yaml rejected; the previous routes stay in force', { file: store.file, trigger: event.trigger, error: event.error?.message });
   });
 
-  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining, translator: queues.translator }, {
+  const proxyServer = createProxyServer({ currentTable: () => store.current(), upstream, builders, breakers, health, shadower, metrics, traffic, logger, isDraining: () => draining, translator: queues.translator, tracker: queues.tracker }, {
     ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
     ...(options.clientBodyIdleTimeoutMs !== undefined ? { clientBodyIdleTimeoutMs: options.clientBodyIdleTimeoutMs } : {}),
     ...(options.maxHeldBodyBytes !== undefined ? { maxHeldBodyBytes: options.maxHeldBodyBytes } : {}),

@@ -266,6 +266,7 @@ function compileRoute(raw: RawRoute, index: number, backends: Map<string, Backen
     isSplit: hasSplit,
     stickyBy: stickyBy.length === 0 ? shared.noSticky : Object.freeze(stickyBy),
     retries: raw.retries ?? 0,
+    track: raw.track === true,
     ...(raw.task ? { task: Object.freeze(raw.task) } : {}),
     ...(raw.fallback ? { fallback: raw.fallback } : {}),
     ...(shadow ? { shadow } : {}),

@@ -58,6 +58,8 @@ export interface RawRoute {
   shadow?: string | RawShadow;
   fallback?: string;
   retries?: number;
+  /** Follow every build of this route's job types on the legacy master, not only forces that went through the proxy. */
+  track?: boolean;
   /** A task template for this route's job types on a taskcluster backend, over the backend's own. */
   task?: Record<string, unknown>;
 }
@@ -183,6 +185,7 @@ export const CONFIG_SCHEMA: JSONSchemaType<RawConfig> = {
           } as never,
           fallback: { type: 'string', nullable: true },
           retries: { type: 'integer', minimum: 0, maximum: 5, nullable: true },
+          track: { type: 'boolean', nullable: true },
           task: { type: 'object', nullable: true, required: [] },
         },
       },

@@ -25,6 +25,7 @@ import type { CapturedResponse } from '../shadow/compare.js';
 import { ownedFilterIn, ownedIdIn, type OwnedRef } from '../routing/owner.js';
 import { builderFromPath, isForceCall } from '../routing/extract.js';
 import { JSONRPC_CODES, parseJsonRpc, sendJsonRpcError } from '../taskcluster/answers.js';
+import type { BuildTracker } from '../tracking/tracker.js';
 import { isBuilderListing, type TaskclusterTranslator, type TranslateRequest, type TranslateResult } from '../taskcluster/translator.js';
 import { factsAtOnce, gatherFacts, type GatheredFacts, type RequestView } from './facts.js';
 import { BodyBudgetExceeded, peekBody, type PeekedBody } from './peek.js';
@@ -44,6 +45,8 @@ export interface ProxyDeps {
   logger: Logger;
   /** Speaks Buildbot's API for backends of kind taskcluster; absent, such backends cannot be served. */
   translator?: () => TaskclusterTranslator | undefined;
+  /** Follows the builds of forces answered by Buildbot-API backends (src/tracking/); absent or undefined while no store is open. */
+  tracker?: () => Pick<BuildTracker, 'forceAnswered'> | undefined;
   /** True once shutdown began: answers then carry `Connection: close` so keep-alive clients go elsewhere. */
   isDraining?: () => boolean;
 }
@@ -53,6 +56,9 @@ function isAvailable(deps: ProxyDeps, backend: Backend): boolean {
   if (deps.health.isDown(backend.name)) return false;
   return deps.breakers.allow(backend);
 }
+
+/** The most of a force's answer kept for the tracker: a JSON-RPC result naming a few buildrequests. */
+const FORCE_ANSWER_CAPTURE_BYTES = 64 * 1024;
 
 /** Status recorded when the client hung up before getting an answer (nginx's convention). */
 export const CLIENT_CLOSED = 499;
@@ -377,7 +383,10 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
 
   const shadowTicket = route?.shadow === undefined ? undefined : deps.shadower.start(table, decision, { method: o.method, url: originTarget, pathname: o.pathname, client: req, body, requestId: o.requestId, jobTypeLabel: o.jobTypeLabel });
   o.shadowNote = shadowTicket?.note;
-  const captureBytes = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
+  // A force's answer names the buildrequests it made: kept (it is small) so the tracker can follow their builds.
+  const tracker = isForceCall(o.method, o.pathname) ? deps.tracker?.() : undefined;
+  const shadowCapture = shadowTicket?.note === 'sent' ? shadowTicket.captureBytes : 0;
+  const captureBytes = tracker === undefined ? shadowCapture : Math.max(shadowCapture, FORCE_ANSWER_CAPTURE_BYTES);
 
   for (let attempt = 0; ; attempt++) {
     o.served = target;
@@ -418,6 +427,7 @@ async function proxy(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse,
       o.status = result.status;
       if (o.status === 502 || o.status === 503 || o.status === 504) deps.breakers.failed(target);
       else deps.breakers.succeeded(target);
+      if (tracker !== undefined && o.status === 200) tracker.forceAnswered(target, result.captured?.body, Date.now());
       if (shadowTicket?.note === 'sent') shadowTicket.primaryDone(result.captured);
       return;
     }

@@ -107,6 +107,12 @@ export interface Route {
   readonly fallback?: string;
   /** Extra attempts for safe methods (GET, HEAD, OPTIONS) that failed without an answer. */
   readonly retries: number;
+  /**
+   * `track: true`: every build of the route's job types on the legacy master
+   * is followed for the build comparison, including those its own schedulers
+   * start; otherwise only builds of forces that went through the proxy.
+   */
+  readonly track: boolean;
   /** The route's task template for its taskcluster targets, over the backend's own. */
   readonly task?: Readonly<Record<string, unknown>>;
   /** For glob and regex routes. */

@@ -54,7 +54,7 @@ export class ForceTranslator {
     private readonly store: Store,
     private readonly client: QueueClient,
     private readonly logger: Logger,
-    private readonly onTaskCreated: (backend: string) => void = () => undefined,
+    private readonly onTaskCreated: (task: TaskRecord) => void = () => undefined,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -221,7 +221,7 @@ export class ForceTranslator {
   private async markCreated(task: TaskRecord, status: QueueTaskStatus | undefined): Promise<void> {
     await this.store.setTaskState(task.taskId, 'created', null);
     if (status !== undefined) await this.store.saveStatus(task.taskId, JSON.stringify(status), false, this.now());
-    this.onTaskCreated(task.backend);
+    this.onTaskCreated(task);
   }
 
   /** A force that will not be answered with ids: created siblings are cancelled, pending ones abandoned. */

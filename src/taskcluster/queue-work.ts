@@ -1,9 +1,11 @@
 /**
- * The proxy's side of work on Taskcluster queues, wired once per process:
- * the store (opened when routes.yaml first names a queue, or when a store is
+ * The proxy's side of work on Taskcluster queues and of build tracking,
+ * wired once per process: the store (opened when routes.yaml first names a
+ * queue or a route says `track: true`, or when a store or data folder is
  * configured), the queue client, the translator the ingress hands requests
- * to, and the loop that finishes forces a crash left open and follows
- * unfinished tasks so their builds get ids as they start.
+ * to, the loop that finishes forces a crash left open and follows unfinished
+ * tasks so their builds get ids as they start, and the build tracker
+ * (src/tracking/) that the follow loop's statuses feed.
  */
 import type { BuilderDirectory } from '../ingress/builder-directory.js';
 import type { Logger } from '../logging/logger.js';
@@ -12,6 +14,8 @@ import type { RoutingTable } from '../routing/table.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { Upstream } from '../upstream/upstream.js';
+import { BuildTracker } from '../tracking/tracker.js';
+import { observeAll, type QueueObserver } from './observer.js';
 import { QueueClient } from './queue-client.js';
 import { TaskclusterTranslator } from './translator.js';
 
@@ -19,6 +23,10 @@ export interface QueueWorkOptions {
   store?: string;
   dataDir?: string;
   queueFollowIntervalMs?: number;
+  /** How often builds on Buildbot-API backends are looked at (src/tracking/tracker.ts), besides their events. */
+  trackingIntervalMs?: number;
+  /** Told of queue work besides the metrics and the tracker (the web UI's live events). */
+  observers?: readonly QueueObserver[];
 }
 
 const DEFAULT_FOLLOW_INTERVAL_MS = 5_000;
@@ -28,6 +36,7 @@ const FOLLOW_BATCH = 200;
 export class QueueWork {
   private current: TaskclusterTranslator | undefined;
   private store: Store | undefined;
+  private tracking: BuildTracker | undefined;
   private opening: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private table: RoutingTable | undefined;
@@ -49,13 +58,17 @@ export class QueueWork {
   /** The translator, once the store is open. */
   readonly translator = (): TaskclusterTranslator | undefined => this.current;
 
+  /** The build tracker, once the store is open: the ingress tells it of forces answered by Buildbot-API backends. */
+  readonly tracker = (): BuildTracker | undefined => this.tracking;
+
   /** The store, once open: the admin API reads recent tasks and explains minted ids from it. */
   readonly openedStore = (): Store | undefined => (this.current === undefined ? undefined : this.store);
 
   /** Opens the store when a table first names a queue (or a store is configured); keeps the loop on the table in force. */
   async follow(table: RoutingTable): Promise<void> {
     this.table = table;
-    const needed = this.options.store !== undefined || [...table.backends.values()].some((b) => b.kind === 'taskcluster');
+    const needed =
+      this.options.store !== undefined || this.options.dataDir !== undefined || [...table.backends.values()].some((b) => b.kind === 'taskcluster') || table.routes.some((r) => r.track);
     if (!needed || this.current !== undefined) return;
     this.opening ??= this.open();
     await this.opening;
@@ -64,11 +77,15 @@ export class QueueWork {
   private async open(): Promise<void> {
     const store = await openStore(this.options.store, this.options.dataDir === undefined ? {} : { dataDir: this.options.dataDir });
     this.store = store;
-    const translator = new TaskclusterTranslator(store, this.client, this.upstream, this.builders, this.logger, (backend) => this.metrics.tasksCreated.inc({ backend }));
+    const tracker = new BuildTracker({ store, upstream: this.upstream, metrics: this.metrics, logger: this.logger, table: () => this.table!, ...(this.options.trackingIntervalMs === undefined ? {} : { intervalMs: this.options.trackingIntervalMs }) });
+    const observer = observeAll([{ taskCreated: (task) => this.metrics.tasksCreated.inc({ backend: task.backend }) }, tracker.queueObserver, ...(this.options.observers ?? [])]);
+    const translator = new TaskclusterTranslator(store, this.client, this.upstream, this.builders, this.logger, observer);
     translator.rememberBuilders(await store.builderNames());
     this.current = translator;
+    this.tracking = tracker;
     this.onOpen?.(translator);
-    this.logger.info('store open for work on queues', { store: store.kind });
+    this.logger.info('store open for work on queues and build tracking', { store: store.kind });
+    await tracker.start();
     void this.tick();
     this.timer = setInterval(() => void this.tick(), this.options.queueFollowIntervalMs ?? DEFAULT_FOLLOW_INTERVAL_MS);
     this.timer.unref();
@@ -83,7 +100,7 @@ export class QueueWork {
       try {
         const recovered = await translator.forces.recover(table.backends);
         if (recovered > 0) this.metrics.recoveredTasks.inc(recovered);
-        for (const task of await this.store.unfinishedTasks(FOLLOW_BATCH)) await translator.statuses.view(task, table.backends, table.legacy);
+        for (const task of await this.store.unfinishedTasks(FOLLOW_BATCH, Date.now())) await translator.statuses.view(task, table.backends, table.legacy);
       } catch (error) {
         this.metrics.storeErrors.inc({ operation: 'follow' });
         this.logger.warn('following queue work failed; trying again next round', { error: (error as Error).message });
@@ -95,6 +112,7 @@ export class QueueWork {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.round;
+    await this.tracking?.close();
     await this.store?.close();
   }
 }

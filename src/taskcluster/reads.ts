@@ -8,6 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import type { Backend } from '../routing/table.js';
 import type { BuildRecord, Store, TaskRecord } from '../store/store.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { QueueObserver } from './observer.js';
 import type { QueueClient } from './queue-client.js';
 import type { QueueTaskStatus } from './queue-types.js';
 import { runsThatAreBuilds } from './shapes.js';
@@ -30,6 +31,7 @@ export class TaskStatuses {
     private readonly client: QueueClient,
     private readonly upstream: Pick<Upstream, 'fetch'>,
     private readonly logger: Logger,
+    private readonly observer: QueueObserver = {},
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -43,22 +45,32 @@ export class TaskStatuses {
   }
 
   private async refresh(task: TaskRecord, backends: ReadonlyMap<string, Backend>, legacy: Backend): Promise<TaskView> {
-    let status = task.status === null ? undefined : (JSON.parse(task.status) as QueueTaskStatus);
+    const known = task.status === null ? undefined : (JSON.parse(task.status) as QueueTaskStatus);
     const backend = backends.get(task.backend);
     const stale = task.statusAt === null || this.now() - task.statusAt >= FRESH_FOR_MS;
     if (task.state === 'created' && !task.final && stale && backend?.kind === 'taskcluster') {
       const answer = await this.client.status(backend, task.taskId);
       if (answer.ok && answer.body?.status !== undefined) {
-        status = answer.body.status;
-        const final = isResolved(status);
-        await this.store.saveStatus(task.taskId, JSON.stringify(status), final, this.now());
-      } else if (!answer.ok) {
+        const status = answer.body.status;
+        const builds = await this.buildsFor(task, status, legacy);
+        let final = isResolved(status);
+        try {
+          await this.observer.statusSeen?.(task, known, status, builds);
+        } catch (error) {
+          // Saved as not final, the task is followed again and the observer told again.
+          final = false;
+          this.logger.warn('recording what a queue status says failed; looking again next round', { backend: backend.name, taskId: task.taskId, error: (error as Error).message });
+        }
+        const at = this.now();
+        await this.store.saveStatus(task.taskId, JSON.stringify(status), final, at, at + nextCheckDelayMs(task, at));
+        return { task, status, builds };
+      }
+      if (!answer.ok) {
         // A stale status still answers the client; the next read tries again.
         this.logger.warn('queue status read failed; answering with the last known status', { backend: backend.name, taskId: task.taskId, error: answer.answered ? `${answer.status} ${answer.error.code}` : answer.failure.kind });
       }
     }
-    const builds = await this.buildsFor(task, status, legacy);
-    return { task, status, builds };
+    return { task, status: known, builds: await this.buildsFor(task, known, legacy) };
   }
 
   /** The builds of a task's runs, minted the first time a run is seen to have started. */
@@ -101,6 +113,20 @@ export class TaskStatuses {
     this.floors.set(builderName, floor);
     return floor;
   }
+}
+
+/** The follow loop looks at a young task every few seconds and backs off to once a minute for long ones. */
+export const FOLLOW_MIN_DELAY_MS = 5_000;
+export const FOLLOW_MAX_DELAY_MS = 60_000;
+
+/**
+ * When to look at an unfinished task again: a tenth of its age, within
+ * [FOLLOW_MIN_DELAY_MS, FOLLOW_MAX_DELAY_MS]: a build is seen to finish
+ * within about a tenth of its running time (at most a minute) after it did,
+ * while long builds cost few queue calls.
+ */
+export function nextCheckDelayMs(task: Pick<TaskRecord, 'submittedAt'>, now: number): number {
+  return Math.min(FOLLOW_MAX_DELAY_MS, Math.max(FOLLOW_MIN_DELAY_MS, Math.round((now - task.submittedAt) / 10)));
 }
 
 /** A task whose last run is resolved and will not be retried by the queue. */

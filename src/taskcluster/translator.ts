@@ -20,6 +20,7 @@ import type { RawHeaders } from '../upstream/headers.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { JSONRPC_CODES, parseJsonRpc, sendAnswer, sendData, sendJsonRpcError, sendJsonRpcResult, sendRestError, type AnswerContext, type ClientResponse } from './answers.js';
 import { applyQuery, ENTITIES, legacyQueryOf, mergeCollections, parseCollectionQuery, type EntitySpec } from '../buildbot-api/collection.js';
+import type { QueueObserver } from './observer.js';
 import { ForceTranslator, queueErrorMessage } from './forces.js';
 import { ArtifactStores, LogStream } from './logs.js';
 import type { QueueClient } from './queue-client.js';
@@ -70,10 +71,10 @@ export class TaskclusterTranslator {
     private readonly upstream: Upstream,
     private readonly builderIds: Pick<BuilderDirectory, 'idFor' | 'nameFor'>,
     logger: Logger,
-    onTaskCreated: (backend: string) => void = () => undefined,
+    observer: QueueObserver = {},
   ) {
-    this.forces = new ForceTranslator(store, client, logger, onTaskCreated);
-    this.statuses = new TaskStatuses(store, client, upstream, logger);
+    this.forces = new ForceTranslator(store, client, logger, (task) => observer.taskCreated?.(task));
+    this.statuses = new TaskStatuses(store, client, upstream, logger, observer);
   }
 
   /** Learns which builders have queue work, from the store (at startup). */

@@ -5,11 +5,11 @@
  * Exchange handler, so a failure always says whether the request may have
  * reached the backend, and nothing here ever sends a request twice: what
  * happens after a failure is src/resilience/replay.ts's decision.
- * WebSocket upgrades are the one exception (src/upstream/websocket.ts).
+ * Clients' WebSocket upgrades are the one exception (src/upstream/websocket.ts).
  * docs/decisions/0005-one-engine.md records why.
  */
 import type { ServerResponse } from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, WebSocket, type Dispatcher } from 'undici';
 import type { Backend } from '../routing/table.js';
 import type { CapturedResponse } from '../shadow/compare.js';
 import { Exchange, type AnswerSink } from './exchange.js';
@@ -167,6 +167,17 @@ export class Upstream {
    */
   stream(backend: Backend, request: { path: string; headers: RawHeaders }, sink: AnswerSink): Exchange {
     return this.dispatch(this.pools.get(backend), backend, { method: 'GET', path: request.path, headers: request.headers, body: null, timeoutMs: undefined }, sink);
+  }
+
+  /**
+   * A WebSocket of the proxy's own to a backend (a Buildbot master's `/ws`
+   * events, which the build tracker follows), through undici like every
+   * other call of the proxy's own. The caller speaks the protocol and closes it.
+   */
+  webSocket(backend: Backend, path: string): WebSocket {
+    const url = new URL(backend.basePath + path, backend.origin);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return new WebSocket(url, { headers: { 'user-agent': 'strangler-proxy build tracking' } });
   }
 
   /** Closes the connections of backends no longer in use, once their requests finish. */

@@ -158,7 +158,7 @@ describe('taskcluster/forces: ForceTranslator', function () {
 
   function translator(): ForceTranslator {
     const logger = createLogger({ stream: new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) }) });
-    return new ForceTranslator(store, new QueueClient(upstream, () => undefined, ENV), logger, (b) => created.push(b), () => clock);
+    return new ForceTranslator(store, new QueueClient(upstream, () => undefined, ENV), logger, (t) => created.push(t.backend), () => clock);
   }
 
   beforeEach(async () => {

@@ -1,0 +1,367 @@
+/**
+ * Follows builds on one Buildbot-API backend (the legacy master, or a second
+ * master standing in for the new side) to their end, for the build comparison.
+ *
+ * What is followed: every buildrequest a force through the proxy created
+ * there, and, on the legacy master, every build of a job type whose route
+ * says `track: true` (builds its own schedulers start included).
+ *
+ * How: the master's `/ws` events (`builds/*\/*`) say promptly that something
+ * changed, and a polling round finds what: new builds by a cursor over build
+ * ids (`buildid__gt`), finished ones by the master's list of unfinished builds
+ * (`complete=false`). Events can be missed (a reconnect, a restart of
+ * either side), so the rounds also run on a timer: they alone are enough, the
+ * events only make them sooner. Every step is kept in the store, and a
+ * finished build is recorded under its buildid once (Store.recordOutcome),
+ * so a restart loses nothing and counts nothing twice.
+ */
+import type { Logger } from '../logging/logger.js';
+import type { Backend } from '../routing/table.js';
+import type { Store } from '../store/store.js';
+import { isResultCode, RETRY } from '../taskcluster/results.js';
+import type { MessageEvent, WebSocket } from 'undici';
+import type { Upstream } from '../upstream/upstream.js';
+import type { BuildOutcome, OpenBuild, TrackedRequest } from './outcome.js';
+
+/** What a round needs of a build (`GET /api/v2/builds`). */
+interface BuildbotBuild {
+  buildid: number;
+  builderid: number;
+  buildrequestid: number;
+  started_at: number;
+  complete: boolean;
+  complete_at: number | null;
+  results: number | null;
+}
+
+const BUILD_FIELDS = ['buildid', 'builderid', 'buildrequestid', 'started_at', 'complete', 'complete_at', 'results'];
+/** Builds read per page of the scan for new builds, and pages per round: a bound on one round's work. */
+const SCAN_PAGE = 500;
+const SCAN_PAGES_PER_ROUND = 20;
+/** A tracked buildrequest with no build seen after this long is asked about directly (cancelled before it started, or its build was missed). */
+const QUIET_REQUEST_MS = 30_000;
+const QUIET_REQUESTS_PER_ROUND = 20;
+const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+const CALL_TIMEOUT_MS = 10_000;
+/** Events say "look now"; rounds a burst of them asks for run once, this long after the first. */
+const EVENT_DEBOUNCE_MS = 200;
+const RECONNECT_MIN_MS = 1_000;
+const RECONNECT_MAX_MS = 60_000;
+
+export interface FollowerDeps {
+  store: Store;
+  upstream: Pick<Upstream, 'fetch' | 'webSocket'>;
+  logger: Logger;
+  /** Records a finished build (once) and counts it; resolves false when it was known. */
+  record: (outcome: BuildOutcome) => Promise<boolean>;
+  /** Whether builds of a job type not forced through the proxy are followed on this backend (`track: true`). */
+  tracksAll: (jobType: string) => boolean;
+  /** Counts a failed step of following (events, scan, poll, request, store). */
+  failed: (operation: string, error: unknown) => void;
+  now?: () => number;
+}
+
+export class BuildbotFollower {
+  private readonly now: () => number;
+  private readonly requests = new Map<number, TrackedRequest>();
+  private readonly builds = new Map<number, OpenBuild>();
+  /** Buildrequests one of whose builds was seen: they count in flight through the build. */
+  private readonly requestsWithBuild = new Set<number>();
+  private readonly builderNames = new Map<number, string>();
+  private readonly submittedAt = new Map<number, number>();
+  private cursor: number | undefined;
+  private loaded: Promise<void> | undefined;
+  private round: Promise<void> = Promise.resolve();
+  private roundAsked: NodeJS.Timeout | undefined;
+  private socket: WebSocket | undefined;
+  private reconnectDelay = RECONNECT_MIN_MS;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    readonly backend: Backend,
+    private readonly deps: FollowerDeps,
+  ) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Builds in flight here, by job type: open builds, and tracked buildrequests none of whose builds has started. */
+  inFlight(): Map<string, number> {
+    const counts = new Map<string, number>();
+    const add = (jobType: string) => counts.set(jobType, (counts.get(jobType) ?? 0) + 1);
+    for (const build of this.builds.values()) add(build.jobType);
+    for (const request of this.requests.values()) if (!this.requestsWithBuild.has(request.buildrequestId)) add(request.jobType);
+    return counts;
+  }
+
+  /** A force through the proxy created these buildrequests here (the answer's `{builderid: brid}`). */
+  async forced(brids: ReadonlyMap<number, number>, submittedAt: number): Promise<void> {
+    await this.load();
+    const requests: TrackedRequest[] = [];
+    for (const [builderid, buildrequestId] of brids) {
+      const jobType = await this.builderName(builderid);
+      if (jobType === undefined) continue;
+      requests.push({ backend: this.backend.name, buildrequestId, jobType, submittedAt });
+    }
+    if (requests.length === 0) return;
+    await this.deps.store.trackRequests(requests);
+    for (const r of requests) this.requests.set(r.buildrequestId, r);
+  }
+
+  /** Listens to the master's events; rounds run on `poll()` (the tracker's timer) and soon after an event. */
+  start(): void {
+    this.connect();
+  }
+
+  /** One round of following, after the previous one (never two at once). */
+  poll(): Promise<void> {
+    this.round = this.round.then(() => this.followRound());
+    return this.round;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.roundAsked);
+    clearTimeout(this.reconnectTimer);
+    this.socket?.close();
+    await this.round;
+  }
+
+  private load(): Promise<void> {
+    this.loaded ??= (async () => {
+      const name = this.backend.name;
+      const [requests, builds, cursor] = await Promise.all([this.deps.store.openRequests(name), this.deps.store.openBuilds(name), this.deps.store.trackingCursor(name)]);
+      for (const r of requests) this.requests.set(r.buildrequestId, r);
+      for (const b of builds) {
+        this.builds.set(b.buildid, b);
+        this.requestsWithBuild.add(b.buildrequestId);
+      }
+      this.cursor = cursor;
+    })().catch((error: unknown) => {
+      this.loaded = undefined;
+      throw error;
+    });
+    return this.loaded;
+  }
+
+  private async followRound(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.load();
+    } catch (error) {
+      return this.deps.failed('store', error);
+    }
+    await this.step('scan', () => this.scanNewBuilds());
+    await this.step('poll', () => this.pollOpenBuilds());
+    await this.step('request', () => this.askAboutQuietRequests());
+  }
+
+  private async step(operation: string, run: () => Promise<void>): Promise<void> {
+    try {
+      await run();
+    } catch (error) {
+      this.deps.failed(operation, error);
+    }
+  }
+
+  /** New builds since the cursor: those of tracked work are followed (or recorded, if already finished). */
+  private async scanNewBuilds(): Promise<void> {
+    if (this.cursor === undefined) {
+      // The first scan starts at the master's newest build: its history before the proxy is not the comparison's.
+      const newest = await this.readBuilds(`order=-buildid&limit=1`);
+      this.cursor = newest[0]?.buildid ?? 0;
+      await this.deps.store.setTrackingCursor(this.backend.name, this.cursor);
+    }
+    for (let page = 0; page < SCAN_PAGES_PER_ROUND; page++) {
+      const found = await this.readBuilds(`buildid__gt=${this.cursor}&order=buildid&limit=${SCAN_PAGE}`);
+      for (const build of found) await this.seen(build);
+      const last = found.at(-1);
+      if (last !== undefined) {
+        this.cursor = last.buildid;
+        await this.deps.store.setTrackingCursor(this.backend.name, last.buildid);
+      }
+      if (found.length < SCAN_PAGE) return;
+    }
+  }
+
+  /** Open builds the master no longer lists as unfinished have finished: read and recorded. */
+  private async pollOpenBuilds(): Promise<void> {
+    if (this.builds.size === 0) return;
+    const running = await this.runningBuildIds();
+    for (const open of [...this.builds.values()]) {
+      if (running.has(open.buildid)) continue;
+      const [build] = await this.readBuilds(`buildid=${open.buildid}`);
+      if (build === undefined) {
+        // Gone from the master (its database reset): nothing will finish it.
+        this.builds.delete(open.buildid);
+        continue;
+      }
+      await this.seen(build);
+    }
+  }
+
+  /**
+   * Tracked buildrequests with no build after a while: their builds are read
+   * directly (a build the scan passed before the force's answer arrived), and
+   * a request the master completed without a build (cancelled while waiting)
+   * stops being awaited.
+   */
+  private async askAboutQuietRequests(): Promise<void> {
+    const quiet = [...this.requests.values()].filter((r) => !this.requestsWithBuild.has(r.buildrequestId) && this.now() - r.submittedAt >= QUIET_REQUEST_MS);
+    for (const request of quiet.slice(0, QUIET_REQUESTS_PER_ROUND)) {
+      for (const build of await this.readBuilds(`buildrequestid=${request.buildrequestId}`)) await this.seen(build);
+      if (this.requestsWithBuild.has(request.buildrequestId) || !this.requests.has(request.buildrequestId)) continue;
+      const complete = await this.buildrequestComplete(request.buildrequestId);
+      if (complete) await this.closeRequest(request.buildrequestId);
+      else request.submittedAt = this.now(); // still waiting for a worker: asked again after another quiet spell
+    }
+  }
+
+  /** A build seen in any round: followed if it is tracked work, recorded when finished. */
+  private async seen(build: BuildbotBuild): Promise<void> {
+    const request = this.requests.get(build.buildrequestid);
+    const open = this.builds.get(build.buildid);
+    let jobType = request?.jobType ?? open?.jobType;
+    let origin: OpenBuild['origin'] = request !== undefined || open?.origin === 'proxy' ? 'proxy' : 'tracked';
+    if (jobType === undefined) {
+      const name = await this.builderName(build.builderid);
+      if (name === undefined || !this.deps.tracksAll(name)) return;
+      jobType = name;
+      origin = 'tracked';
+    }
+    if (request !== undefined) this.requestsWithBuild.add(request.buildrequestId);
+    const submittedAt = open?.submittedAt ?? (await this.submittedAtOf(build.buildrequestid));
+    if (!build.complete || build.complete_at === null || !isResultCode(build.results)) {
+      if (open !== undefined) return;
+      const tracked: OpenBuild = { backend: this.backend.name, buildid: build.buildid, buildrequestId: build.buildrequestid, jobType, submittedAt, startedAt: build.started_at * 1000, origin };
+      await this.deps.store.trackBuild(tracked);
+      this.builds.set(build.buildid, tracked);
+      return;
+    }
+    await this.deps.record({
+      backend: this.backend.name,
+      buildKey: `build:${build.buildid}`,
+      jobType,
+      result: build.results,
+      submittedAt,
+      startedAt: build.started_at * 1000,
+      finishedAt: build.complete_at * 1000,
+      origin,
+      recordedAt: this.now(),
+    });
+    this.builds.delete(build.buildid);
+    // A retried build is followed by another build of the same request: keep awaiting it.
+    if (request !== undefined && build.results !== RETRY) await this.closeRequest(request.buildrequestId);
+  }
+
+  private async closeRequest(buildrequestId: number): Promise<void> {
+    await this.deps.store.closeRequest(this.backend.name, buildrequestId);
+    this.requests.delete(buildrequestId);
+    this.requestsWithBuild.delete(buildrequestId);
+    this.submittedAt.delete(buildrequestId);
+  }
+
+  // ---------------------------------------------------------------- the master's API
+
+  private async readBuilds(query: string): Promise<BuildbotBuild[]> {
+    const body = await this.getJson(`/api/v2/builds?${query}${BUILD_FIELDS.map((f) => `&field=${f}`).join('')}`);
+    const builds = (body as { builds?: unknown }).builds;
+    if (!Array.isArray(builds)) throw new Error('a builds answer without a builds list');
+    return builds.filter(isBuild);
+  }
+
+  /** The ids of every build the master has not finished: one small answer, however many are open. */
+  private async runningBuildIds(): Promise<Set<number>> {
+    const body = (await this.getJson('/api/v2/builds?complete=false&field=buildid')) as { builds?: { buildid?: unknown }[] };
+    if (!Array.isArray(body.builds)) throw new Error('a builds answer without a builds list');
+    return new Set(body.builds.map((b) => b.buildid).filter((id): id is number => typeof id === 'number'));
+  }
+
+  /** The buildrequest's `submitted_at` (epoch ms), once per buildrequest, or null when the master does not say. */
+  private async submittedAtOf(buildrequestId: number): Promise<number | null> {
+    const known = this.submittedAt.get(buildrequestId);
+    if (known !== undefined) return known;
+    const body = (await this.getJson(`/api/v2/buildrequests/${buildrequestId}?field=submitted_at`)) as { buildrequests?: { submitted_at?: unknown }[] };
+    const at = body.buildrequests?.[0]?.submitted_at;
+    if (typeof at !== 'number') return null;
+    this.submittedAt.set(buildrequestId, at * 1000);
+    return at * 1000;
+  }
+
+  private async buildrequestComplete(buildrequestId: number): Promise<boolean> {
+    const body = (await this.getJson(`/api/v2/buildrequests/${buildrequestId}?field=complete`)) as { buildrequests?: { complete?: unknown }[] };
+    const request = body.buildrequests?.[0];
+    // A buildrequest the master does not know will never get a build.
+    return request === undefined || request.complete === true;
+  }
+
+  /** The builder's name by this backend's builder id (a second master numbers its builders its own way). */
+  private async builderName(builderid: number): Promise<string | undefined> {
+    if (!this.builderNames.has(builderid)) {
+      const body = (await this.getJson('/api/v2/builders?field=builderid&field=name')) as { builders?: { builderid?: unknown; name?: unknown }[] };
+      for (const b of body.builders ?? []) if (typeof b.builderid === 'number' && typeof b.name === 'string') this.builderNames.set(b.builderid, b.name);
+    }
+    return this.builderNames.get(builderid);
+  }
+
+  private async getJson(path: string): Promise<unknown> {
+    const answer = await this.deps.upstream.fetch(this.backend, {
+      path,
+      headers: ['accept', 'application/json', 'user-agent', 'strangler-proxy build tracking'],
+      timeoutMs: CALL_TIMEOUT_MS,
+      maxBytes: MAX_ANSWER_BYTES,
+    });
+    if (answer.status !== 200) throw new Error(`GET ${path.split('?')[0]} answered ${answer.status}`);
+    return JSON.parse(answer.body.toString('utf8')) as unknown;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private connect(): void {
+    if (this.closed) return;
+    let socket: WebSocket;
+    try {
+      socket = this.deps.upstream.webSocket(this.backend, '/ws');
+    } catch (error) {
+      this.deps.failed('events', error);
+      return this.reconnectLater();
+    }
+    this.socket = socket;
+    socket.addEventListener('open', () => {
+      this.reconnectDelay = RECONNECT_MIN_MS;
+      socket.send(JSON.stringify({ cmd: 'startConsuming', path: 'builds/*/*', _id: 1 }));
+      // Whatever happened while no events could arrive is found by a round now.
+      this.askForRound();
+    });
+    socket.addEventListener('message', (event: MessageEvent) => {
+      if (typeof event.data === 'string' && event.data.includes('"k"')) this.askForRound();
+    });
+    socket.addEventListener('error', () => undefined); // 'close' follows and reconnects
+    socket.addEventListener('close', () => {
+      if (this.socket === socket) this.socket = undefined;
+      this.reconnectLater();
+    });
+  }
+
+  private reconnectLater(): void {
+    if (this.closed) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.connect(), this.reconnectDelay);
+    this.reconnectTimer.unref();
+    this.reconnectDelay = Math.min(RECONNECT_MAX_MS, this.reconnectDelay * 2);
+  }
+
+  private askForRound(): void {
+    if (this.roundAsked !== undefined || this.closed) return;
+    this.roundAsked = setTimeout(() => {
+      this.roundAsked = undefined;
+      void this.poll();
+    }, EVENT_DEBOUNCE_MS);
+    this.roundAsked.unref();
+  }
+}
+
+function isBuild(value: unknown): value is BuildbotBuild {
+  const b = value as Partial<BuildbotBuild> | null;
+  return typeof b === 'object' && b !== null && typeof b.buildid === 'number' && typeof b.builderid === 'number' && typeof b.buildrequestid === 'number' && typeof b.started_at === 'number';
+}

@@ -1,0 +1,217 @@
+/**
+ * Every build the proxy routes, followed to its end on both sides, so the two
+ * can be compared by what release engineers decide by: pass rate, duration
+ * and wait for a worker (docs/build-comparison.md).
+ *
+ * - On a queue, the task statuses the translation already reads (its follow
+ *   loop polls unfinished tasks with backoff) tell the tracker of each run
+ *   that finished: {@link BuildTracker.queueObserver}.
+ * - On a Buildbot-API backend, a {@link BuildbotFollower} per backend follows
+ *   the buildrequests forces through the proxy created there and, on the
+ *   legacy master, every build of job types whose route says `track: true`.
+ *
+ * Each finished build is recorded in the store once, under a key unique per
+ * backend, and counted in the metrics by the process that recorded it: a
+ * restart, a replica or a second look never counts it twice, and a build that
+ * finished while the proxy was down is recorded when it is next looked at.
+ */
+import type { Logger } from '../logging/logger.js';
+import type { ProxyMetrics } from '../metrics/metrics.js';
+import { matchRoute, type Backend, type RoutingTable } from '../routing/table.js';
+import type { Store, TaskRecord } from '../store/store.js';
+import type { QueueObserver } from '../taskcluster/observer.js';
+import type { QueueTaskStatus } from '../taskcluster/queue-types.js';
+import { RESULT_NAMES, resultOfRun } from '../taskcluster/results.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { BuildbotFollower } from './buildbot-follower.js';
+import type { BuildOutcome } from './outcome.js';
+
+export const DEFAULT_TRACKING_INTERVAL_MS = 5_000;
+/** Queue runs remembered as recorded, so a task read again does not ask the store again; past it the memory starts over (the store still refuses doubles). */
+const RECORDED_RUNS_MEMORY = 100_000;
+
+export interface TrackerDeps {
+  store: Store;
+  upstream: Pick<Upstream, 'fetch' | 'webSocket'>;
+  metrics: ProxyMetrics;
+  logger: Logger;
+  /** The routing table in force. */
+  table: () => RoutingTable;
+  intervalMs?: number;
+  now?: () => number;
+}
+
+export interface InFlight {
+  jobType: string;
+  backend: string;
+  count: number;
+}
+
+export class BuildTracker {
+  private readonly followers = new Map<string, BuildbotFollower>();
+  private readonly recordedRuns = new Set<string>();
+  private queueInFlight: { backend: string; builderName: string; count: number }[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private round: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: TrackerDeps) {
+    this.now = deps.now ?? Date.now;
+    deps.metrics.countBuildsInFlightWith(() => this.inFlight());
+  }
+
+  /** Told of every fresh queue status: each run that finished as a build is recorded. */
+  readonly queueObserver: QueueObserver = {
+    statusSeen: (task, _previous, status) => this.queueRunsSeen(task, status),
+  };
+
+  /** Starts following: backends with open work from before a restart, the legacy master when a route tracks it, and a round every interval. */
+  async start(): Promise<void> {
+    const table = this.deps.table();
+    for (const backend of table.backends.values()) {
+      if (backend.kind === 'taskcluster') continue;
+      const [requests, builds] = await Promise.all([this.deps.store.openRequests(backend.name), this.deps.store.openBuilds(backend.name)]);
+      if (requests.length > 0 || builds.length > 0) this.follower(backend);
+    }
+    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs ?? DEFAULT_TRACKING_INTERVAL_MS);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  /**
+   * A force through the proxy was answered by a Buildbot-API backend: its
+   * buildrequests (the JSON-RPC result `[bsid, {builderid: brid}]`) are
+   * followed from now on. Never throws: the client's answer is already out.
+   */
+  forceAnswered(backend: Backend, answer: Buffer | undefined, submittedAt: number): void {
+    const brids = buildrequestsOfForceAnswer(answer);
+    if (brids === undefined || brids.size === 0) return;
+    this.follower(backend)
+      .forced(brids, submittedAt)
+      .catch((error: unknown) => this.failed(backend.name, 'store', error));
+  }
+
+  /** Builds in flight by job type label and backend (for the gauge). */
+  inFlight(): InFlight[] {
+    const table = this.deps.table();
+    const counts = new Map<string, InFlight>();
+    const add = (backend: string, jobType: string, count: number) => {
+      const label = this.deps.metrics.jobTypeLabel(table, jobType);
+      const key = `${backend}\n${label}`;
+      const known = counts.get(key);
+      if (known) known.count += count;
+      else counts.set(key, { jobType: label, backend, count });
+    };
+    for (const q of this.queueInFlight) add(q.backend, q.builderName, q.count);
+    for (const [name, follower] of this.followers) for (const [jobType, count] of follower.inFlight()) add(name, jobType, count);
+    return [...counts.values()];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.round;
+    await Promise.all([...this.followers.values()].map((f) => f.close()));
+  }
+
+  /** One round: the legacy master followed when a route tracks it, every follower polled, the queue's in-flight counts refreshed. */
+  private tick(): Promise<void> {
+    this.round = this.round.then(async () => {
+      if (this.closed) return;
+      const table = this.deps.table();
+      if (table.routes.some((r) => r.track)) this.follower(table.legacy);
+      await Promise.all([...this.followers.values()].map((f) => f.poll()));
+      try {
+        this.queueInFlight = await this.deps.store.countUnfinishedTasks();
+      } catch (error) {
+        this.failed('store', 'store', error);
+      }
+    });
+    return this.round;
+  }
+
+  private follower(backend: Backend): BuildbotFollower {
+    let follower = this.followers.get(backend.name);
+    if (follower === undefined) {
+      follower = new BuildbotFollower(backend, {
+        store: this.deps.store,
+        upstream: this.deps.upstream,
+        logger: this.deps.logger,
+        record: (outcome) => this.record(outcome),
+        tracksAll: (jobType) => {
+          const table = this.deps.table();
+          return table.legacy.name === backend.name && matchRoute(table, jobType)?.track === true;
+        },
+        failed: (operation, error) => this.failed(backend.name, operation, error),
+        now: this.now,
+      });
+      this.followers.set(backend.name, follower);
+      if (!this.closed) follower.start();
+    }
+    return follower;
+  }
+
+  private async queueRunsSeen(task: TaskRecord, status: QueueTaskStatus): Promise<void> {
+    for (const [runId, run] of status.runs.entries()) {
+      const key = `${task.taskId}/${runId}`;
+      if (this.recordedRuns.has(key)) continue;
+      const result = resultOfRun(run, status.runs[runId + 1]);
+      // A run that never started (cancelled while pending) was never a build.
+      if (result === null || run.started === undefined || run.resolved === undefined) continue;
+      await this.record({
+        backend: task.backend,
+        buildKey: key,
+        jobType: task.builderName,
+        result,
+        submittedAt: Date.parse(run.scheduled),
+        startedAt: Date.parse(run.started),
+        finishedAt: Date.parse(run.resolved),
+        origin: 'proxy',
+        recordedAt: this.now(),
+      });
+      if (this.recordedRuns.size >= RECORDED_RUNS_MEMORY) this.recordedRuns.clear();
+      this.recordedRuns.add(key);
+    }
+  }
+
+  /** Records a finished build once; only the first recording counts it in the metrics. */
+  private async record(outcome: BuildOutcome): Promise<boolean> {
+    const fresh = await this.deps.store.recordOutcome(outcome);
+    if (fresh) {
+      this.deps.metrics.buildFinished({
+        jobTypeLabel: this.deps.metrics.jobTypeLabel(this.deps.table(), outcome.jobType),
+        backend: outcome.backend,
+        result: RESULT_NAMES[outcome.result],
+        durationSeconds: (outcome.finishedAt - outcome.startedAt) / 1000,
+        waitSeconds: outcome.submittedAt === null ? null : (outcome.startedAt - outcome.submittedAt) / 1000,
+        lagSeconds: (outcome.recordedAt - outcome.finishedAt) / 1000,
+      });
+    }
+    return fresh;
+  }
+
+  private failed(backend: string, operation: string, error: unknown): void {
+    this.deps.metrics.buildTrackingErrors.inc({ backend, operation });
+    this.deps.logger.warn('following builds failed; trying again next round', { backend, operation, error: (error as Error)?.message ?? String(error) });
+  }
+}
+
+/** The `{builderid: brid}` of a force's JSON-RPC answer (`{"result": [bsid, {"<builderid>": brid}]}`), or undefined for anything else. */
+export function buildrequestsOfForceAnswer(answer: Buffer | undefined): Map<number, number> | undefined {
+  if (answer === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const result = (parsed as { result?: unknown } | null)?.result;
+  if (!Array.isArray(result) || typeof result[1] !== 'object' || result[1] === null) return undefined;
+  const brids = new Map<number, number>();
+  for (const [builderid, brid] of Object.entries(result[1] as Record<string, unknown>)) {
+    const id = Number(builderid);
+    if (Number.isSafeInteger(id) && typeof brid === 'number' && Number.isSafeInteger(brid)) brids.set(id, brid);
+  }
+  return brids;
+}
