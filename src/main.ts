@@ -47,15 +47,18 @@ export interface StartOptions {
   maxHeldBodyBytes?: number;
   pollIntervalMs?: number;
   /**
-   * The store for work on Taskcluster queues: a `postgres://` URL, or empty
-   * for the embedded store in `dataDir`. Opened when routes.yaml has a
-   * backend of kind taskcluster, or when given explicitly.
+   * The store for work on Taskcluster queues and build tracking: a
+   * `postgres://` URL, or empty for the embedded store in `dataDir`. Opened
+   * when routes.yaml has a backend of kind taskcluster or a route with
+   * `track: true`, or when this or `dataDir` is given.
    */
   store?: string;
   /** Where the embedded store keeps its file (default ./data). */
   dataDir?: string;
   /** How often stored forces left open by a crash are finished, and unfinished tasks are followed (default 5 s). */
   queueFollowIntervalMs?: number;
+  /** How often builds on Buildbot-API backends are looked at besides their events (default 5 s). */
+  trackingIntervalMs?: number;
   /**
    * Log and count promise rejections nobody handled instead of letting Node
    * exit on them (the command sets it; tests running the proxy in-process

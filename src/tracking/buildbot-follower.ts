@@ -272,7 +272,7 @@ export class BuildbotFollower {
 
   /** The ids of every build the master has not finished: one small answer, however many are open. */
   private async runningBuildIds(): Promise<Set<number>> {
-    const body = (await this.getJson('/api/v2/builds?complete=false&field=buildid')) as { builds?: { buildid?: unknown }[] };
+    const body = (await this.getJson('/api/v2/builds?complete=false&field=buildid&field=complete')) as { builds?: { buildid?: unknown }[] };
     if (!Array.isArray(body.builds)) throw new Error('a builds answer without a builds list');
     return new Set(body.builds.map((b) => b.buildid).filter((id): id is number => typeof id === 'number'));
   }
