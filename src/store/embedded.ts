@@ -20,11 +20,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'libsql';
 import { StranglerError } from '../errors.js';
+import type { ResultCode } from '../taskcluster/results.js';
+import type { BuildOutcome, OpenBuild, OutcomeQuery, TrackedRequest } from '../tracking/outcome.js';
 import { LATEST_VERSION, pendingMigrations, SCHEMA_VERSION_TABLE_SQLITE } from './migrations.js';
 import {
   isMintedId, MINTED_ID_LIMIT, type BuildRecord, type BuildsetRecord, type IdKind, type Page, type SourceStampRecord, type Store,
   type TaskRecord, type TaskState,
 } from './store.js';
+import { buildidOfKey, OPEN_BUILD_COLUMNS, OUTCOME_COLUMNS, outcomesSql, TRACKED_REQUEST_COLUMNS } from './tracking-rows.js';
 
 export const EMBEDDED_FILE_NAME = 'store.sqlite';
 export const LOCK_FILE_NAME = 'store.lock';
@@ -169,6 +172,41 @@ function toBuild(row: Row): BuildRecord {
   };
 }
 
+function toOutcome(row: Row): BuildOutcome {
+  return {
+    backend: text(row.backend),
+    buildKey: text(row.build_key),
+    jobType: text(row.job_type),
+    result: int(row.result, 'result') as ResultCode,
+    submittedAt: intOrNull(row.submitted_at, 'submitted_at'),
+    startedAt: int(row.started_at, 'started_at'),
+    finishedAt: int(row.finished_at, 'finished_at'),
+    origin: text(row.origin) as BuildOutcome['origin'],
+    recordedAt: int(row.recorded_at, 'recorded_at'),
+  };
+}
+
+function toTrackedRequest(row: Row): TrackedRequest {
+  return {
+    backend: text(row.backend),
+    buildrequestId: int(row.buildrequest_id, 'buildrequest_id'),
+    jobType: text(row.job_type),
+    submittedAt: int(row.submitted_at, 'submitted_at'),
+  };
+}
+
+function toOpenBuild(row: Row): OpenBuild {
+  return {
+    backend: text(row.backend),
+    buildid: int(row.buildid, 'buildid'),
+    buildrequestId: int(row.buildrequest_id, 'buildrequest_id'),
+    jobType: text(row.job_type),
+    submittedAt: intOrNull(row.submitted_at, 'submitted_at'),
+    startedAt: int(row.started_at, 'started_at'),
+    origin: text(row.origin) as OpenBuild['origin'],
+  };
+}
+
 const TASK_COLUMNS = `buildrequest_id, task_id, buildset_id, backend, builder_name, builderid, definition, state, state_reason,
   submitted_at, status, status_at, final`;
 const BUILD_COLUMNS = 'buildid, buildrequest_id, run_id, builder_name, number, minted_at';
@@ -298,9 +336,10 @@ export class EmbeddedStore implements Store {
     });
   }
 
-  async saveStatus(taskId: string, status: string, final: boolean, at: number): Promise<void> {
+  async saveStatus(taskId: string, status: string, final: boolean, at: number, nextCheckAt: number = at): Promise<void> {
     this.write('save status', () => {
-      const result = this.sql('UPDATE task SET status = ?, final = ?, status_at = ? WHERE task_id = ?').run(status, final ? 1 : 0, at, taskId);
+      const result = this.sql('UPDATE task SET status = ?, final = ?, status_at = ?, next_check_at = ? WHERE task_id = ?')
+        .run(status, final ? 1 : 0, at, nextCheckAt, taskId);
       if (result.changes !== 1) throw new StranglerError('INTERNAL', `store: no task ${taskId} to save a status for`);
     });
   }
@@ -309,9 +348,21 @@ export class EmbeddedStore implements Store {
     return this.tasks('read pending tasks', `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'pending' ORDER BY submitted_at, buildrequest_id LIMIT ?`, limit);
   }
 
-  async unfinishedTasks(limit: number): Promise<TaskRecord[]> {
-    return this.tasks('read unfinished tasks',
-      `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND final = 0 ORDER BY submitted_at, buildrequest_id LIMIT ?`, limit);
+  async unfinishedTasks(limit: number, dueBy?: number): Promise<TaskRecord[]> {
+    if (dueBy === undefined) {
+      return this.tasks('read unfinished tasks',
+        `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND final = 0 ORDER BY submitted_at, buildrequest_id LIMIT ?`, limit);
+    }
+    return this.tasks('read due tasks',
+      `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND final = 0 AND next_check_at <= ? ORDER BY next_check_at, buildrequest_id LIMIT ?`,
+      dueBy, limit);
+  }
+
+  async countUnfinishedTasks(): Promise<{ backend: string; builderName: string; count: number }[]> {
+    return this.run('count unfinished tasks', () =>
+      (this.sql(`SELECT backend, builder_name, COUNT(*) AS n FROM task WHERE state = 'created' AND final = 0
+        GROUP BY backend, builder_name ORDER BY backend, builder_name`).all() as Row[])
+        .map((row) => ({ backend: text(row.backend), builderName: text(row.builder_name), count: int(row.n, 'count') })));
   }
 
   async tasksOfBuilder(builderName: string, page: Page): Promise<TaskRecord[]> {
@@ -377,6 +428,66 @@ export class EmbeddedStore implements Store {
   async countBuildsOfBuilder(builderName: string): Promise<number> {
     return this.run('count builds of builder', () =>
       int((this.sql('SELECT COUNT(*) AS n FROM build WHERE builder_name = ?').get(builderName) as Row).n, 'count'));
+  }
+
+  async recordOutcome(outcome: BuildOutcome): Promise<boolean> {
+    return this.write('record outcome', () => {
+      const inserted = this.sql(`INSERT INTO build_outcome (${OUTCOME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (backend, build_key) DO NOTHING`).run(
+        outcome.backend, outcome.buildKey, outcome.jobType, outcome.result, outcome.submittedAt, outcome.startedAt, outcome.finishedAt,
+        outcome.origin, outcome.recordedAt,
+      ).changes === 1;
+      // Also when it was recorded before: an open row tracked again since (a stale sighting) is closed all the same.
+      const buildid = buildidOfKey(outcome.buildKey);
+      if (buildid !== undefined) this.sql('DELETE FROM open_build WHERE backend = ? AND buildid = ?').run(outcome.backend, buildid);
+      return inserted;
+    });
+  }
+
+  async outcomes(query: OutcomeQuery): Promise<BuildOutcome[]> {
+    const { text: source, params } = outcomesSql(query, () => '?');
+    return this.run('read outcomes', () => (this.sql(source).all(...params) as Row[]).map(toOutcome));
+  }
+
+  async trackRequests(requests: readonly TrackedRequest[]): Promise<void> {
+    this.write('track requests', () => {
+      const insert = this.sql(`INSERT INTO tracked_request (${TRACKED_REQUEST_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT (backend, buildrequest_id) DO NOTHING`);
+      for (const r of requests) insert.run(r.backend, r.buildrequestId, r.jobType, r.submittedAt);
+    });
+  }
+
+  async openRequests(backend: string): Promise<TrackedRequest[]> {
+    return this.run('read open requests', () =>
+      (this.sql(`SELECT ${TRACKED_REQUEST_COLUMNS} FROM tracked_request WHERE backend = ? ORDER BY submitted_at, buildrequest_id`).all(backend) as Row[])
+        .map(toTrackedRequest));
+  }
+
+  async closeRequest(backend: string, buildrequestId: number): Promise<void> {
+    this.write('close request', () => this.sql('DELETE FROM tracked_request WHERE backend = ? AND buildrequest_id = ?').run(backend, buildrequestId));
+  }
+
+  async trackBuild(build: OpenBuild): Promise<void> {
+    this.write('track build', () =>
+      this.sql(`INSERT INTO open_build (${OPEN_BUILD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (backend, buildid) DO NOTHING`)
+        .run(build.backend, build.buildid, build.buildrequestId, build.jobType, build.submittedAt, build.startedAt, build.origin));
+  }
+
+  async openBuilds(backend: string): Promise<OpenBuild[]> {
+    return this.run('read open builds', () =>
+      (this.sql(`SELECT ${OPEN_BUILD_COLUMNS} FROM open_build WHERE backend = ? ORDER BY started_at, buildid`).all(backend) as Row[]).map(toOpenBuild));
+  }
+
+  async trackingCursor(backend: string): Promise<number | undefined> {
+    return this.run('read tracking cursor', () => {
+      const row = this.sql('SELECT buildid FROM tracking_cursor WHERE backend = ?').get(backend) as Row | undefined;
+      return row === undefined ? undefined : int(row.buildid, 'buildid');
+    });
+  }
+
+  async setTrackingCursor(backend: string, buildid: number): Promise<void> {
+    this.write('set tracking cursor', () =>
+      this.sql(`INSERT INTO tracking_cursor (backend, buildid) VALUES (?, ?)
+        ON CONFLICT (backend) DO UPDATE SET buildid = excluded.buildid WHERE excluded.buildid > tracking_cursor.buildid`).run(backend, buildid));
   }
 
   async close(): Promise<void> {
