@@ -9,16 +9,22 @@
  * - Minting a build takes the builder's row in `builder_number` FOR UPDATE, so
  *   replicas minting builds of one builder take turns; the same run asked for by
  *   two replicas gets one build (the second finds the first's after the lock).
+ * - Recording a finished build inserts with ON CONFLICT DO NOTHING: two
+ *   replicas recording the same build at once insert one row, and the second
+ *   (which waits for the first's commit) learns it was not new.
  * - Migrations run under a transaction-scoped advisory lock: processes that
  *   start together migrate once, the others wait and find nothing to do.
  */
 import pg from 'pg';
 import { StranglerError } from '../errors.js';
+import type { ResultCode } from '../taskcluster/results.js';
+import type { BuildOutcome, OpenBuild, OutcomeQuery, TrackedRequest } from '../tracking/outcome.js';
 import { ID_KINDS, LATEST_VERSION, pendingMigrations, SCHEMA_VERSION_TABLE_POSTGRES, sequenceName } from './migrations.js';
 import {
   isMintedId, MINTED_ID_LIMIT, type BuildRecord, type BuildsetRecord, type IdKind, type Page, type SourceStampRecord, type Store,
   type TaskRecord, type TaskState,
 } from './store.js';
+import { buildidOfKey, OPEN_BUILD_COLUMNS, OUTCOME_COLUMNS, outcomesSql, TRACKED_REQUEST_COLUMNS } from './tracking-rows.js';
 
 type Row = Record<string, unknown>;
 
@@ -176,6 +182,41 @@ function toBuild(row: Row): BuildRecord {
   };
 }
 
+function toOutcome(row: Row): BuildOutcome {
+  return {
+    backend: String(row.backend),
+    buildKey: String(row.build_key),
+    jobType: String(row.job_type),
+    result: int(row.result) as ResultCode,
+    submittedAt: intOrNull(row.submitted_at),
+    startedAt: int(row.started_at),
+    finishedAt: int(row.finished_at),
+    origin: String(row.origin) as BuildOutcome['origin'],
+    recordedAt: int(row.recorded_at),
+  };
+}
+
+function toTrackedRequest(row: Row): TrackedRequest {
+  return {
+    backend: String(row.backend),
+    buildrequestId: int(row.buildrequest_id),
+    jobType: String(row.job_type),
+    submittedAt: int(row.submitted_at),
+  };
+}
+
+function toOpenBuild(row: Row): OpenBuild {
+  return {
+    backend: String(row.backend),
+    buildid: int(row.buildid),
+    buildrequestId: int(row.buildrequest_id),
+    jobType: String(row.job_type),
+    submittedAt: intOrNull(row.submitted_at),
+    startedAt: int(row.started_at),
+    origin: String(row.origin) as OpenBuild['origin'],
+  };
+}
+
 const TASK_COLUMNS = `buildrequest_id, task_id, buildset_id, backend, builder_name, builderid, definition, state, state_reason,
   submitted_at, status, status_at, final`;
 const BUILD_COLUMNS = 'buildid, buildrequest_id, run_id, builder_name, number, minted_at';
@@ -290,9 +331,10 @@ export class PostgresStore implements Store {
     if (rows.length !== 1) throw new StranglerError('INTERNAL', `store: no task ${taskId} to set to ${state}`);
   }
 
-  async saveStatus(taskId: string, status: string, final: boolean, at: number): Promise<void> {
-    const rows = await this.query('save status', 'UPDATE task SET status = $1, final = $2, status_at = $3 WHERE task_id = $4 RETURNING 1 AS one',
-      [status, final, at, taskId]);
+  async saveStatus(taskId: string, status: string, final: boolean, at: number, nextCheckAt: number = at): Promise<void> {
+    const rows = await this.query('save status',
+      'UPDATE task SET status = $1, final = $2, status_at = $3, next_check_at = $4 WHERE task_id = $5 RETURNING 1 AS one',
+      [status, final, at, nextCheckAt, taskId]);
     if (rows.length !== 1) throw new StranglerError('INTERNAL', `store: no task ${taskId} to save a status for`);
   }
 
@@ -300,9 +342,20 @@ export class PostgresStore implements Store {
     return this.tasks('read pending tasks', `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'pending' ORDER BY submitted_at, buildrequest_id LIMIT $1`, [limit]);
   }
 
-  async unfinishedTasks(limit: number): Promise<TaskRecord[]> {
-    return this.tasks('read unfinished tasks',
-      `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND NOT final ORDER BY submitted_at, buildrequest_id LIMIT $1`, [limit]);
+  async unfinishedTasks(limit: number, dueBy?: number): Promise<TaskRecord[]> {
+    if (dueBy === undefined) {
+      return this.tasks('read unfinished tasks',
+        `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND NOT final ORDER BY submitted_at, buildrequest_id LIMIT $1`, [limit]);
+    }
+    return this.tasks('read due tasks',
+      `SELECT ${TASK_COLUMNS} FROM task WHERE state = 'created' AND NOT final AND next_check_at <= $1 ORDER BY next_check_at, buildrequest_id LIMIT $2`,
+      [dueBy, limit]);
+  }
+
+  async countUnfinishedTasks(): Promise<{ backend: string; builderName: string; count: number }[]> {
+    const rows = await this.query('count unfinished tasks', `SELECT backend, builder_name, COUNT(*) AS n FROM task WHERE state = 'created' AND NOT final
+      GROUP BY backend, builder_name ORDER BY backend, builder_name`);
+    return rows.map((row) => ({ backend: String(row.backend), builderName: String(row.builder_name), count: int(row.n) }));
   }
 
   async tasksOfBuilder(builderName: string, page: Page): Promise<TaskRecord[]> {
@@ -375,6 +428,70 @@ export class PostgresStore implements Store {
   async countBuildsOfBuilder(builderName: string): Promise<number> {
     const rows = await this.query('count builds of builder', 'SELECT COUNT(*) AS n FROM build WHERE builder_name = $1', [builderName]);
     return int(rows[0]!.n);
+  }
+
+  async recordOutcome(outcome: BuildOutcome): Promise<boolean> {
+    return this.transaction('record outcome', async (client) => {
+      const { rows } = await client.query<Row>(
+        `INSERT INTO build_outcome (${OUTCOME_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (backend, build_key) DO NOTHING RETURNING 1 AS one`,
+        [outcome.backend, outcome.buildKey, outcome.jobType, outcome.result, outcome.submittedAt, outcome.startedAt, outcome.finishedAt,
+          outcome.origin, outcome.recordedAt],
+      );
+      // Also when it was recorded before: an open row tracked again since (a stale sighting) is closed all the same.
+      const buildid = buildidOfKey(outcome.buildKey);
+      if (buildid !== undefined) await client.query('DELETE FROM open_build WHERE backend = $1 AND buildid = $2', [outcome.backend, buildid]);
+      return rows.length === 1;
+    });
+  }
+
+  async outcomes(query: OutcomeQuery): Promise<BuildOutcome[]> {
+    const { text, params } = outcomesSql(query, (n) => `$${n}`);
+    return (await this.query('read outcomes', text, params)).map(toOutcome);
+  }
+
+  async trackRequests(requests: readonly TrackedRequest[]): Promise<void> {
+    await this.transaction('track requests', async (client) => {
+      for (const r of requests) {
+        await client.query(
+          `INSERT INTO tracked_request (${TRACKED_REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (backend, buildrequest_id) DO NOTHING`,
+          [r.backend, r.buildrequestId, r.jobType, r.submittedAt],
+        );
+      }
+    });
+  }
+
+  async openRequests(backend: string): Promise<TrackedRequest[]> {
+    const rows = await this.query('read open requests',
+      `SELECT ${TRACKED_REQUEST_COLUMNS} FROM tracked_request WHERE backend = $1 ORDER BY submitted_at, buildrequest_id`, [backend]);
+    return rows.map(toTrackedRequest);
+  }
+
+  async closeRequest(backend: string, buildrequestId: number): Promise<void> {
+    await this.query('close request', 'DELETE FROM tracked_request WHERE backend = $1 AND buildrequest_id = $2', [backend, buildrequestId]);
+  }
+
+  async trackBuild(build: OpenBuild): Promise<void> {
+    await this.query('track build',
+      `INSERT INTO open_build (${OPEN_BUILD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (backend, buildid) DO NOTHING`,
+      [build.backend, build.buildid, build.buildrequestId, build.jobType, build.submittedAt, build.startedAt, build.origin]);
+  }
+
+  async openBuilds(backend: string): Promise<OpenBuild[]> {
+    const rows = await this.query('read open builds', `SELECT ${OPEN_BUILD_COLUMNS} FROM open_build WHERE backend = $1 ORDER BY started_at, buildid`, [backend]);
+    return rows.map(toOpenBuild);
+  }
+
+  async trackingCursor(backend: string): Promise<number | undefined> {
+    const rows = await this.query('read tracking cursor', 'SELECT buildid FROM tracking_cursor WHERE backend = $1', [backend]);
+    return rows[0] === undefined ? undefined : int(rows[0].buildid);
+  }
+
+  async setTrackingCursor(backend: string, buildid: number): Promise<void> {
+    // The WHERE keeps the higher of the two: replicas scanning at once never move the cursor back.
+    await this.query('set tracking cursor',
+      `INSERT INTO tracking_cursor (backend, buildid) VALUES ($1, $2)
+       ON CONFLICT (backend) DO UPDATE SET buildid = excluded.buildid WHERE excluded.buildid > tracking_cursor.buildid`, [backend, buildid]);
   }
 
   async close(): Promise<void> {
