@@ -191,8 +191,15 @@ class ShadowPair implements ShadowTicket {
   }
 }
 
+/** A differing value as the log shows it: at most 200 characters of its JSON. */
 function truncate(value: unknown): unknown {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value); // a huge number parses to Infinity, which JSON writes as null
+  let text: string | undefined;
+  try {
+    text = typeof value === 'string' ? value : JSON.stringify(value);
+  } catch {
+    return '(too deeply nested to show)'; // JSON.stringify recurses; a body can nest deeper than the stack
+  }
   if (text === undefined) return value;
   return text.length > 200 ? `${text.slice(0, 200)}…` : value;
 }
