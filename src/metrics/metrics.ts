@@ -236,7 +236,7 @@ export class ProxyMetrics {
   });
   readonly buildTrackingErrors = new Counter({
     name: 'strangler_build_tracking_errors_total',
-    help: 'Failures while following builds, by backend and operation (events, scan, poll, status, store); the next round tries again.',
+    help: 'Failures while following builds, by backend and operation (events: the master /ws; scan: new builds; poll: unfinished builds; request: a quiet buildrequest; force: the buildrequests of a force; store); the next round tries again.',
     labelNames: ['backend', 'operation'] as const,
     registers: [this.registry],
   });

@@ -19,7 +19,7 @@ import type { Logger } from '../logging/logger.js';
 import type { Backend } from '../routing/table.js';
 import type { Store } from '../store/store.js';
 import { isResultCode, RETRY } from '../taskcluster/results.js';
-import type { MessageEvent, WebSocket } from 'undici';
+import type { CloseEvent, MessageEvent, WebSocket } from 'undici';
 import type { Upstream } from '../upstream/upstream.js';
 import type { BuildOutcome, OpenBuild, TrackedRequest } from './outcome.js';
 
@@ -76,6 +76,8 @@ export class BuildbotFollower {
   private socket: WebSocket | undefined;
   private reconnectDelay = RECONNECT_MIN_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** True while events are not arriving, so an outage is counted once. */
+  private eventsDown = false;
   private closed = false;
 
   constructor(
@@ -323,11 +325,14 @@ export class BuildbotFollower {
     try {
       socket = this.deps.upstream.webSocket(this.backend, '/ws');
     } catch (error) {
-      this.deps.failed('events', error);
-      return this.reconnectLater();
+      this.eventsLost(error);
+      return;
     }
     this.socket = socket;
+    let opened = false;
     socket.addEventListener('open', () => {
+      opened = true;
+      this.eventsDown = false;
       this.reconnectDelay = RECONNECT_MIN_MS;
       socket.send(JSON.stringify({ cmd: 'startConsuming', path: 'builds/*/*', _id: 1 }));
       // Whatever happened while no events could arrive is found by a round now.
@@ -336,11 +341,19 @@ export class BuildbotFollower {
     socket.addEventListener('message', (event: MessageEvent) => {
       if (typeof event.data === 'string' && event.data.includes('"k"')) this.askForRound();
     });
-    socket.addEventListener('error', () => undefined); // 'close' follows and reconnects
-    socket.addEventListener('close', () => {
+    socket.addEventListener('error', () => undefined); // 'close' follows
+    socket.addEventListener('close', (event: CloseEvent) => {
       if (this.socket === socket) this.socket = undefined;
-      this.reconnectLater();
+      if (this.closed) return;
+      this.eventsLost(new Error(opened ? `the events connection closed (${event.code})` : 'no events connection (the master has no /ws, or it is down)'));
     });
+  }
+
+  /** Counted and logged once per outage (the rounds on the timer carry on without events), then retried with backoff. */
+  private eventsLost(error: unknown): void {
+    if (!this.eventsDown) this.deps.failed('events', error);
+    this.eventsDown = true;
+    this.reconnectLater();
   }
 
   private reconnectLater(): void {

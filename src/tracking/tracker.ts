@@ -89,7 +89,7 @@ export class BuildTracker {
     if (brids === undefined || brids.size === 0) return;
     this.follower(backend)
       .forced(brids, submittedAt)
-      .catch((error: unknown) => this.failed(backend.name, 'store', error));
+      .catch((error: unknown) => this.failed(backend.name, 'force', error));
   }
 
   /** Builds in flight by job type label and backend (for the gauge). */
