@@ -1,8 +1,8 @@
 /**
  * The admin listener: metrics for Prometheus and probes for orchestrators,
- * the operator's JSON API (routes, explain, backends, history, progress,
- * reload) and the status page, kept off the proxy port so clients of the
- * proxy never see them. docs/admin.md documents every endpoint.
+ * the operator's JSON API (routes, explain, backends, queues, builds,
+ * history, progress, reload) and the status page, kept off the proxy port so
+ * clients of the proxy never see them. docs/admin.md documents every endpoint.
  */
 import { randomBytes } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
@@ -15,11 +15,12 @@ import { isStranglerError } from '../errors.js';
 import type { CircuitState } from '../resilience/circuit.js';
 import type { Backend, RoutingTable } from '../routing/table.js';
 import type { Store, TaskRecord } from '../store/store.js';
+import { compareBuilds, DEFAULT_MIN_BUILDS } from '../tracking/compare.js';
 import { checkToken, requireToken } from './auth.js';
 import { BadRequest, sendAdminError } from './errors.js';
 import { renderLockedPage, renderStatusPage, statusPageCsp, type PageModel } from './page.js';
-import { explainFromBody, explainFromQuery, intParam, jobTypeParam, MAX_EXPLAIN_BODY_BYTES, onlyParams } from './params.js';
-import { backendsView, historyView, progressView, queuesView, routesView, type QueuesView, type RowsByWindow, type StoredTask } from './views.js';
+import { explainFromBody, explainFromQuery, intParam, jobTypeParam, MAX_EXPLAIN_BODY_BYTES, onlyParams, windowParam } from './params.js';
+import { backendsView, buildsView, historyView, progressView, queuesView, routesView, type BuildsView, type QueuesView, type RowsByWindow, type StoredTask } from './views.js';
 
 export interface BackendStatus {
   name: string;
@@ -50,6 +51,8 @@ export interface AdminDeps {
   explain: (input: ExplainInput) => Promise<Explanation>;
   /** Work on Taskcluster queues: the store once open (undefined before), and whether a queue's credentials are set. */
   queues?: QueueDeps;
+  /** Finished builds for the comparison of the two sides: the store once open. */
+  builds?: BuildsDeps;
   /** SECURITY: the bearer token for POST endpoints (and reads, if protectReads); none disables POSTs. */
   auth: { token: string | undefined; protectReads: boolean };
 }
@@ -60,12 +63,23 @@ export interface QueueDeps {
   hasCredentials: (backend: Backend) => boolean;
 }
 
+export interface BuildsDeps {
+  /** The store the finished builds are recorded in, once open; undefined while none is (build tracking is off). */
+  outcomes: () => Pick<Store, 'outcomes'> | undefined;
+  /** Epoch ms: where the window ends. Date.now unless a test fixes it. */
+  now?: () => number;
+}
+
 /** How often the status page re-fetches itself. */
 export const PAGE_REFRESH_MS = 2000;
 const HISTORY_LIMIT_MAX = 100;
 const QUEUE_TASKS_MAX = 100;
 /** Tasks per queue on the status page; GET /queues?limit= shows up to QUEUE_TASKS_MAX. */
 export const PAGE_QUEUE_TASKS = 10;
+const MIN_BUILDS_MAX = 1_000_000;
+/** SECURITY: the reasons are fixed text; no path, URL or password of the store is in it. */
+const TRACKING_OFF =
+  'build tracking is off: no store is open, so no finished build is recorded. The store opens when routes.yaml names a Taskcluster queue or a route has `track: true`, or when the proxy is started with --store (STRANGLER_STORE); see docs/build-comparison.md';
 
 const ENDPOINTS: Record<string, readonly string[]> = {
   '/': ['GET'],
@@ -76,6 +90,7 @@ const ENDPOINTS: Record<string, readonly string[]> = {
   '/explain': ['GET', 'POST'],
   '/backends': ['GET'],
   '/queues': ['GET'],
+  '/builds': ['GET'],
   '/history': ['GET'],
   '/progress': ['GET'],
   '/reload': ['POST'],
@@ -138,6 +153,16 @@ export function createAdminApp(deps: AdminDeps): Express {
     res.json(view.view);
   });
 
+  app.get('/builds', read, async (req, res) => {
+    onlyParams(req.query, ['window', 'jobType', 'minBuilds']);
+    const window = windowParam(req.query, 'window');
+    const jobType = jobTypeParam(req.query, 'jobType');
+    const minBuilds = intParam(req.query, 'minBuilds', 1, MIN_BUILDS_MAX, DEFAULT_MIN_BUILDS);
+    const builds = await readBuilds(deps, window, jobType, minBuilds);
+    if (!builds.ok) return sendAdminError(res, builds.status, builds.code, builds.message, builds.code === 'BUILD_TRACKING_OFF' ? { tracking: false } : {});
+    res.json(builds.view);
+  });
+
   app.get('/history', read, (req, res) => {
     onlyParams(req.query, ['limit']);
     res.json(historyView(deps.history(), intParam(req.query, 'limit', 1, HISTORY_LIMIT_MAX, 20)));
@@ -190,15 +215,16 @@ export function createAdminApp(deps: AdminDeps): Express {
       res.status(check.status).send(renderLockedPage(check.message, PAGE_REFRESH_MS, nonce));
       return;
     }
-    // The page is for browsers: a bad jobType shows every job type rather than an error page.
-    let jobType: string | null = null;
-    try {
-      jobType = jobTypeParam(req.query, 'jobType');
-    } catch {
-      jobType = null;
-    }
-    const queues = await readQueues(deps, jobType, PAGE_QUEUE_TASKS);
-    res.send(renderStatusPage(pageModel(deps, rowsByWindow(), queues.ok ? queues.view : { error: queues.message }), nonce));
+    // The page is for browsers: a bad jobType shows every job type, a bad window the default one, rather than an error page.
+    const jobType = orElse(() => jobTypeParam(req.query, 'jobType'), null);
+    const window = orElse(() => windowParam(req.query, 'window'), windowParam({}, 'window'));
+    const [queues, builds] = await Promise.all([readQueues(deps, jobType, PAGE_QUEUE_TASKS), readBuilds(deps, window, jobType, DEFAULT_MIN_BUILDS)]);
+    const buildsSection: PageModel['builds'] = builds.ok
+      ? { window: window.name, view: builds.view }
+      : builds.code === 'BUILD_TRACKING_OFF'
+        ? { window: window.name, off: builds.message }
+        : { window: window.name, error: builds.message };
+    res.send(renderStatusPage(pageModel(deps, rowsByWindow(), queues.ok ? queues.view : { error: queues.message }, buildsSection, jobType), nonce));
   });
 
   app.use((req, res) => {
@@ -231,7 +257,43 @@ class UnsupportedMediaType extends Error {
   }
 }
 
-type QueuesRead = { ok: true; view: QueuesView } | { ok: false; status: 500 | 503; code: 'STORE_UNAVAILABLE' | 'STORE_CORRUPT'; message: string };
+/** The value `read` gives, or `fallback` when it throws: for the page's parameters. */
+function orElse<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch {
+    return fallback;
+  }
+}
+
+type StoreProblem = { ok: false; status: 500 | 503; code: 'STORE_UNAVAILABLE' | 'STORE_CORRUPT'; message: string };
+type QueuesRead = { ok: true; view: QueuesView } | StoreProblem;
+type BuildsRead = { ok: true; view: BuildsView } | StoreProblem | { ok: false; status: 503; code: 'BUILD_TRACKING_OFF'; message: string };
+
+/** A store that failed a read: a 503 naming what failed (500 when what it holds cannot be read back), counted. */
+function storeProblem(deps: AdminDeps, error: unknown, what: string): StoreProblem {
+  deps.metrics.storeErrors.inc({ operation: 'admin' });
+  const corrupt = isStranglerError(error, 'STORE_CORRUPT');
+  // Store errors name what failed and never carry a password (src/store); anything else stays generic.
+  const message = isStranglerError(error) ? error.message : 'the store could not be read';
+  return { ok: false, status: corrupt ? 500 : 503, code: corrupt ? 'STORE_CORRUPT' : 'STORE_UNAVAILABLE', message: `${what} could not be read from the store: ${message}` };
+}
+
+/** The build comparison over the window that ends now, for one job type or all; off while no store is open. */
+async function readBuilds(deps: AdminDeps, window: { name: string; ms: number }, jobType: string | null, minBuilds: number): Promise<BuildsRead> {
+  const store = deps.builds?.outcomes();
+  if (store === undefined) return { ok: false, status: 503, code: 'BUILD_TRACKING_OFF', message: TRACKING_OFF };
+  const until = deps.builds?.now?.() ?? Date.now();
+  const since = until - window.ms;
+  let outcomes;
+  try {
+    outcomes = await store.outcomes({ since, until, ...(jobType === null ? {} : { jobType }) });
+  } catch (error) {
+    return storeProblem(deps, error, 'finished builds');
+  }
+  const comparison = compareBuilds(outcomes, { legacy: deps.table().legacy.name, since, until, minBuilds });
+  return { ok: true, view: buildsView(comparison, { window: window.name, jobType }) };
+}
 
 /**
  * The queues of the table in force with their recent tasks: per queue the
@@ -253,11 +315,7 @@ async function readQueues(deps: AdminDeps, jobType: string | null, limit: number
         for (const item of await withBuilds(store, ofBuilder)) tasks.set(item.task.backend, [...(tasks.get(item.task.backend) ?? []), item]);
       }
     } catch (error) {
-      deps.metrics.storeErrors.inc({ operation: 'admin' });
-      const corrupt = isStranglerError(error, 'STORE_CORRUPT');
-      // Store errors name what failed and never carry a password (src/store); anything else stays generic.
-      const message = isStranglerError(error) ? error.message : 'the store could not be read';
-      return { ok: false, status: corrupt ? 500 : 503, code: corrupt ? 'STORE_CORRUPT' : 'STORE_UNAVAILABLE', message: `recent tasks could not be read from the store: ${message}` };
+      return storeProblem(deps, error, 'recent tasks');
     }
   }
   const view = queuesView(table, tasks, {
@@ -274,7 +332,7 @@ async function withBuilds(store: Pick<Store, 'buildsOfTask'>, tasks: readonly Ta
   return Promise.all(tasks.map(async (task) => ({ task, builds: await store.buildsOfTask(task.buildrequestId) })));
 }
 
-function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { error: string }): PageModel {
+function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { error: string }, builds: PageModel['builds'], jobType: string | null): PageModel {
   const table = deps.table();
   const known = deps.knownJobTypes();
   return {
@@ -282,6 +340,8 @@ function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { e
     progress: progressView(table, known, rows, deps.traffic.since, new Date()),
     backends: backendsView(deps.backends(), rows['5m'], table),
     queues,
+    builds,
+    jobType,
     history: deps.history(),
     now: new Date(),
     postsEnabled: deps.auth.token !== undefined && deps.auth.token !== '',

@@ -13,6 +13,8 @@ export const ADMIN_ERROR_CODES = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
+  /** GET /builds with no store open: nothing records finished builds. */
+  BUILD_TRACKING_OFF: 503,
 } as const;
 
 export type AdminErrorCode = keyof typeof ADMIN_ERROR_CODES | 'BAD_REQUEST' | 'CONFIG_INVALID' | 'CONFIG_UNREADABLE' | 'STORE_UNAVAILABLE' | 'STORE_CORRUPT';

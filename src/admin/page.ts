@@ -11,6 +11,8 @@
  * script even if a value escaped.
  */
 import type { ConfigVersion } from '../config/history.js';
+import { BUILDS_STYLE, buildsSection, pageHref, type BuildsSection } from './build-section.js';
+import { esc } from './html.js';
 import type { TrafficWindow } from '../metrics/traffic.js';
 import type { BackendView, LatencyCounts, ProgressJobType, ProgressView, QueueBackendView, QueuesView, RoutesView, RouteView } from './views.js';
 
@@ -21,20 +23,22 @@ export interface PageModel {
   history: readonly ConfigVersion[];
   /** The queues and their recent tasks, or why the store could not be read. */
   queues: QueuesView | { error: string };
+  /** The build comparison over the page's window (?window=), or why there is none. */
+  builds: BuildsSection;
+  /** The job type the page is filtered to (?jobType=), or null. */
+  jobType: string | null;
   now: Date;
   /** Whether POST endpoints are enabled (a token is configured); shown, never the token. */
   postsEnabled: boolean;
   refreshMs: number;
 }
 
+export { esc };
+
 /** How many job-type rows the page shows; the JSON API has them all. */
 export const MAX_JOB_TYPE_ROWS = 200;
 const HISTORY_ROWS = 10;
 
-/** SECURITY: HTML-escapes text for element content and quoted attribute values alike. */
-export function esc(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
 
 const pct = (share: number | null | undefined, digits = 0): string => (share === null || share === undefined ? '–' : `${(share * 100).toFixed(digits)}%`);
 const num = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/\.?0+$/, ''));
@@ -173,23 +177,23 @@ function backendsSection(m: PageModel): string {
 </section>`;
 }
 
-/** A link to the page filtered to one job type's tasks; a plain link, so it works without JavaScript. */
-function jobTypeLink(jobType: string): string {
-  return `<a href="?jobType=${esc(encodeURIComponent(jobType))}"><code>${esc(jobType)}</code></a>`;
+/** A link to the page filtered to one job type; a plain link, so it works without JavaScript. */
+function jobTypeLink(jobType: string, window: string): string {
+  return `<a href="${pageHref({ jobType, window })}"><code>${esc(jobType)}</code></a>`;
 }
 
-function queueBlock(q: QueueBackendView, view: QueuesView, now: Date): string {
+function queueBlock(q: QueueBackendView, view: QueuesView, now: Date, window: string): string {
   const credentials = q.credentials.set
     ? `<span class="good" data-col="credentials" data-set="true">credentials set</span>`
     : `<span class="bad" data-col="credentials" data-set="false">no credentials</span> <small>(set ${esc(q.credentials.clientIdEnv)} and ${esc(q.credentials.accessTokenEnv)})</small>`;
   const jobTypes = q.jobTypes.length
-    ? q.jobTypes.map((j) => `<span data-job-type="${esc(j.jobType)}">${jobTypeLink(j.jobType)}${j.share < 1 ? ` ${pct(j.share)}` : ''}</span>`).join(' · ')
+    ? q.jobTypes.map((j) => `<span data-job-type="${esc(j.jobType)}">${jobTypeLink(j.jobType, window)}${j.share < 1 ? ` ${pct(j.share)}` : ''}</span>`).join(' · ')
     : '<small>none known by name (a glob or regex rule may still send job types here)</small>';
   const rows = q.tasks.map((t) => {
     const state = t.state === 'created' ? '' : ` <span class="${t.state === 'pending' ? 'unknown' : 'bad'}" title="${esc(t.stateReason ?? '')}">${esc(t.state)}</span>`;
     const queueState = t.queueState === null ? '<small>not seen yet</small>' : `<span class="qs ${esc(t.queueState)}">${esc(t.queueState)}</span>${t.runs !== null && t.runs > 1 ? ` <small>${t.runs} runs</small>` : ''}`;
     return `<tr data-task-id="${esc(t.taskId)}" data-buildrequest="${t.buildrequestId}" data-state="${esc(t.state)}" data-queue-state="${esc(t.queueState ?? '')}">
-      <td data-col="jobType">${jobTypeLink(t.builderName)}</td>
+      <td data-col="jobType">${jobTypeLink(t.builderName, window)}</td>
       <td class="num" data-col="buildset">${t.buildsetId}</td>
       <td class="num" data-col="buildrequest">${t.buildrequestId}</td>
       <td class="num" data-col="builds">${t.builds.map((b) => `<span title="build #${b.number}, run ${b.runId}">${b.buildid}</span>`).join('<br>') || '–'}</td>
@@ -216,10 +220,10 @@ function queuesSection(m: PageModel): string {
     return `<section id="queues" aria-labelledby="queues-title"><h2 id="queues-title">Taskcluster queues</h2><pre class="error" data-col="store-error">${esc(q.error)}</pre></section>`;
   }
   if (q.backends.length === 0) return '';
-  const filter = q.jobType === null ? `newest ${q.limit} per queue` : `job type <code>${esc(q.jobType)}</code>, newest ${q.limit} · <a href="?">all job types</a>`;
+  const filter = q.jobType === null ? `newest ${q.limit} per queue` : `job type <code>${esc(q.jobType)}</code>, newest ${q.limit} · <a href="${pageHref({ jobType: null, window: m.builds.window })}">all job types</a>`;
   return `<section id="queues" aria-labelledby="queues-title" data-store="${esc(q.store ?? '')}" data-job-type="${esc(q.jobType ?? '')}">
   <h2 id="queues-title">Taskcluster queues <small>recent tasks by their Buildbot ids · ${filter} · store ${esc(q.store ?? 'not open')}</small></h2>
-  ${q.backends.map((b) => queueBlock(b, q, m.now)).join('')}
+  ${q.backends.map((b) => queueBlock(b, q, m.now, m.builds.window)).join('')}
 </section>`;
 }
 
@@ -304,13 +308,14 @@ function contentOf(m: PageModel): string {
   from <code id="config-file">${esc(r.file)}</code>
 </div>
 ${progressSection(m)}
+${buildsSection(m.builds, m.jobType)}
 <div class="grid">
   <div>${routesSection(m)}</div>
   <div>${backendsSection(m)}${historySection(m)}</div>
 </div>
 ${queuesSection(m)}
 ${jobTypesSection(m)}
-<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/queues">/queues</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())}</footer>
+<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/queues">/queues</a> · <a href="/builds">/builds</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())}</footer>
 </div>`;
 }
 
@@ -428,7 +433,7 @@ function documentOf(title: string, body: string, refreshMs: number, nonce: strin
 <link rel="icon" href="data:,">
 <title>${esc(title)}</title>
 <noscript><meta http-equiv="refresh" content="${noscriptRefresh}"></noscript>
-<style>${STYLE}</style>
+<style>${STYLE}${BUILDS_STYLE}</style>
 </head>
 <body>
 <header><h1>strangler-proxy</h1><span id="refresh-status" data-state="static">refreshes every ${noscriptRefresh} s (JavaScript off)</span></header>

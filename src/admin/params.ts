@@ -4,7 +4,9 @@
  * message saying what was expected, which the app answers with 400.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { isStranglerError } from '../errors.js';
 import type { ExplainInput } from '../explain.js';
+import { DEFAULT_WINDOW, parseWindow } from '../tracking/compare.js';
 import { BadRequest } from './errors.js';
 
 /** An HTTP method token (RFC 9110), kept short. */
@@ -45,6 +47,18 @@ export function jobTypeParam(query: Query, name: string): string | null {
     throw new BadRequest(`query parameter "${name}" must be a job type (a builder name of at most ${MAX_JOB_TYPE} characters, no control characters)`, { parameter: name });
   }
   return text;
+}
+
+/** A time window such as `1h`, `24h`, `7d` (tracking/compare.ts parseWindow); DEFAULT_WINDOW when absent or empty. */
+export function windowParam(query: Query, name: string): { name: string; ms: number } {
+  const text = single(query, name);
+  const window = text === undefined || text === '' ? DEFAULT_WINDOW : text;
+  try {
+    return { name: window, ms: parseWindow(window) };
+  } catch (error) {
+    if (!isStranglerError(error, 'BAD_REQUEST')) throw error;
+    throw new BadRequest(`query parameter "${name}": ${error.message}`, { parameter: name });
+  }
 }
 
 /** Refuses parameters the endpoint does not know, so that a typo is not silently ignored. */

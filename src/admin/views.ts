@@ -11,6 +11,7 @@ import type { CircuitState } from '../resilience/circuit.js';
 import { sharesFor, type Shares } from '../routing/plan.js';
 import { matchRoute, type Backend, type PatternKind, type Route, type RoutingTable } from '../routing/table.js';
 import type { BuildRecord, TaskRecord, TaskState } from '../store/store.js';
+import type { BuildComparison } from '../tracking/compare.js';
 
 export const WINDOWS: readonly TrafficWindow[] = ['5m', '1h', 'all'];
 
@@ -528,4 +529,17 @@ function perWindow<T>(make: (w: TrafficWindow) => T): PerWindow<T> {
 
 export function round4(x: number): number {
   return Math.round(x * 10_000) / 10_000;
+}
+
+// ---------------------------------------------------------------- builds
+
+/** GET /builds: the build comparison (tracking/compare.ts) over the named window, for one job type or all. */
+export interface BuildsView extends Omit<BuildComparison, 'window'> {
+  window: BuildComparison['window'] & { name: string };
+  /** The job type asked for, or null for every job type. */
+  jobType: string | null;
+}
+
+export function buildsView(comparison: BuildComparison, query: { window: string; jobType: string | null }): BuildsView {
+  return { ...comparison, window: { name: query.window, ...comparison.window }, jobType: query.jobType };
 }

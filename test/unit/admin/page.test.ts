@@ -1,12 +1,20 @@
 import { expect } from 'chai';
 import { esc, renderLockedPage, renderStatusPage, statusPageCsp, type PageModel } from '../../../src/admin/page.js';
-import { backendsView, progressView, routesView } from '../../../src/admin/views.js';
+import { backendsView, buildsView, progressView, routesView } from '../../../src/admin/views.js';
 import type { TrafficRow } from '../../../src/metrics/traffic.js';
+import { compareBuilds } from '../../../src/tracking/compare.js';
+import type { BuildOutcome } from '../../../src/tracking/outcome.js';
 import { tableFrom, TWO_BACKENDS } from '../../support/tables.js';
 
 const HOSTILE_RULE = '<script>alert(1)</script>';
 const HOSTILE_JOB = '"><svg onload=alert(2)>';
 const HOSTILE_ERROR = 'routes.yaml:3:1: routes[0].backend: unknown backend "<img src=x onerror=alert(3)>"';
+
+/** A build of the hostile job type on each side, so the builds section shows its name in text, attributes, links and chart titles. */
+function hostileBuilds(now: Date): BuildOutcome[] {
+  const t = now.getTime() - 60_000;
+  return ['buildbot', 'taskservice'].map((backend, i) => ({ backend, buildKey: `k${i}`, jobType: HOSTILE_JOB, result: 0, submittedAt: t - 20_000, startedAt: t - 10_000, finishedAt: t, origin: 'proxy', recordedAt: t }));
+}
 
 function model(): PageModel {
   const table = tableFrom(`${TWO_BACKENDS}routes:\n  - jobType: ${JSON.stringify(HOSTILE_RULE)}\n    backend: taskservice\n  - jobType: linux64-*\n    split: { taskservice: 1, buildbot: 1 }\n`);
@@ -35,6 +43,8 @@ function model(): PageModel {
       },
     ],
     queues: { store: null, jobType: null, limit: 10, backends: [] },
+    builds: { window: '24h', view: buildsView(compareBuilds(hostileBuilds(now), { legacy: 'buildbot', since: now.getTime() - 86_400_000, until: now.getTime() }), { window: '24h', jobType: null }) },
+    jobType: null,
     now,
     postsEnabled: false,
     refreshMs: 2000,
@@ -52,7 +62,11 @@ describe('admin/page', () => {
     const html = renderStatusPage(model(), 'NONCE123');
     expect(html.match(/<script/g)).to.have.length(1); // the page's own, nonce'd
     expect(html).to.contain('<script nonce="NONCE123">');
-    for (const raw of ['<svg', '<img', '<b>probe', 'alert(1)</script>']) expect(html, raw).not.to.contain(raw);
+    for (const raw of ['<svg onload', '<img', '<b>probe', 'alert(1)</script>']) expect(html, raw).not.to.contain(raw);
+    // The only SVG is the page's own: two charts of the one job type with builds, and the legend's two swatches.
+    expect(html.match(/<svg/g)).to.have.length(4);
+    expect(html).to.contain(`<tbody data-job-type="${esc(HOSTILE_JOB)}"`);
+    expect(html).to.contain(`href="?${esc(new URLSearchParams({ jobType: HOSTILE_JOB }).toString())}"`);
     expect(html).to.contain(esc(HOSTILE_RULE));
     expect(html).to.contain(esc(HOSTILE_ERROR));
     expect(html).to.contain(`data-job-type="${esc(HOSTILE_JOB)}"`);

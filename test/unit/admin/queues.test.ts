@@ -240,6 +240,8 @@ describe('admin: queues', () => {
           backends: [],
           history: [],
           queues,
+          builds: { window: '24h', off: 'build tracking is off' },
+          jobType: null,
           now: new Date('2030-01-01T00:02:00Z'),
           postsEnabled: false,
           refreshMs: 2000,
