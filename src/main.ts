@@ -212,6 +212,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       reload: () => store.reload('admin'),
       explain: (input) => explainRequest(store.current(), input, builders, { store: queues.openedStore() }),
       queues: { store: queues.openedStore, hasCredentials: (backend) => queues.client.hasCredentials(backend) },
+      builds: { outcomes: queues.openedStore },
       auth: { token: options.adminToken || undefined, protectReads: options.protectAdminReads === true },
     }),
   );
