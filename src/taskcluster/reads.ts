@@ -50,27 +50,34 @@ export class TaskStatuses {
     const stale = task.statusAt === null || this.now() - task.statusAt >= FRESH_FOR_MS;
     if (task.state === 'created' && !task.final && stale && backend?.kind === 'taskcluster') {
       const answer = await this.client.status(backend, task.taskId);
-      if (answer.ok && answer.body?.status !== undefined) {
-        const status = answer.body.status;
-        const builds = await this.buildsFor(task, status, legacy);
-        let final = isResolved(status);
-        try {
-          await this.observer.statusSeen?.(task, known, status, builds);
-        } catch (error) {
-          // Saved as not final, the task is followed again and the observer told again.
-          final = false;
-          this.logger.warn('recording what a queue status says failed; looking again next round', { backend: backend.name, taskId: task.taskId, error: (error as Error).message });
-        }
-        const at = this.now();
-        await this.store.saveStatus(task.taskId, JSON.stringify(status), final, at, at + nextCheckDelayMs(task, at));
-        return { task, status, builds };
-      }
+      if (answer.ok && answer.body?.status !== undefined) return this.seen(task, answer.body.status, legacy);
       if (!answer.ok) {
         // A stale status still answers the client; the next read tries again.
         this.logger.warn('queue status read failed; answering with the last known status', { backend: backend.name, taskId: task.taskId, error: answer.answered ? `${answer.status} ${answer.error.code}` : answer.failure.kind });
       }
     }
     return { task, status: known, builds: await this.buildsFor(task, known, legacy) };
+  }
+
+  /**
+   * A status fresh from the queue (a status read, or the answer to a cancel):
+   * its new builds minted, the observers told, then saved with the next check
+   * time.
+   */
+  async seen(task: TaskRecord, status: QueueTaskStatus, legacy: Backend): Promise<TaskView> {
+    const known = task.status === null ? undefined : (JSON.parse(task.status) as QueueTaskStatus);
+    const builds = await this.buildsFor(task, status, legacy);
+    let final = isResolved(status);
+    try {
+      await this.observer.statusSeen?.(task, known, status, builds);
+    } catch (error) {
+      // Saved as not final, the task is followed again and the observer told again.
+      final = false;
+      this.logger.warn('recording what a queue status says failed; looking again next round', { backend: task.backend, taskId: task.taskId, error: (error as Error).message });
+    }
+    const at = this.now();
+    await this.store.saveStatus(task.taskId, JSON.stringify(status), final, at, at + nextCheckDelayMs(task, at));
+    return { task, status, builds };
   }
 
   /** The builds of a task's runs, minted the first time a run is seen to have started. */

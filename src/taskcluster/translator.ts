@@ -237,7 +237,8 @@ export class TaskclusterTranslator {
     }
     const answer = await this.client.cancel(backend, task.taskId);
     if (answer.ok) {
-      await this.store.saveStatus(task.taskId, JSON.stringify(answer.body.status), true, Date.now());
+      // Through the statuses, so the tracker and the live events hear of the cancel like of any status.
+      await this.statuses.seen(task, answer.body.status, request.table.legacy);
       return { kind: 'answered', status: sendJsonRpcResult(ctx, call.id, null) };
     }
     if (!answer.answered) return { kind: 'answered', status: sendJsonRpcError(ctx, call.id, 502, JSONRPC_CODES.internalError, `the queue could not be reached to cancel: ${answer.failure.message}`) };
