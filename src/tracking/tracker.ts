@@ -52,6 +52,8 @@ export class BuildTracker {
   private readonly recordedRuns = new Set<string>();
   private queueInFlight: { backend: string; builderName: string; count: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The table whose backends the followers match. */
+  private followedTable: RoutingTable | undefined;
   private round: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly now: () => number;
@@ -68,12 +70,7 @@ export class BuildTracker {
 
   /** Starts following: backends with open work from before a restart, the legacy master when a route tracks it, and a round every interval. */
   async start(): Promise<void> {
-    const table = this.deps.table();
-    for (const backend of table.backends.values()) {
-      if (backend.kind === 'taskcluster') continue;
-      const [requests, builds] = await Promise.all([this.deps.store.openRequests(backend.name), this.deps.store.openBuilds(backend.name)]);
-      if (requests.length > 0 || builds.length > 0) this.follower(backend);
-    }
+    await this.followBackendsOf(this.deps.table());
     this.timer = setInterval(() => void this.tick(), this.deps.intervalMs ?? DEFAULT_TRACKING_INTERVAL_MS);
     this.timer.unref();
     void this.tick();
@@ -120,6 +117,7 @@ export class BuildTracker {
     this.round = this.round.then(async () => {
       if (this.closed) return;
       const table = this.deps.table();
+      if (table !== this.followedTable) await this.followBackendsOf(table);
       if (table.routes.some((r) => r.track)) this.follower(table.legacy);
       await Promise.all([...this.followers.values()].map((f) => f.poll()));
       try {
@@ -129,6 +127,31 @@ export class BuildTracker {
       }
     });
     return this.round;
+  }
+
+  /**
+   * After a (re)load: followers of backends gone from the file, or moved to
+   * another address, stop; backends with work awaited from before (a restart,
+   * or a backend back in the file) are followed again.
+   */
+  private async followBackendsOf(table: RoutingTable): Promise<void> {
+    this.followedTable = table;
+    for (const [name, follower] of this.followers) {
+      const now = table.backends.get(name);
+      if (now === undefined || now.kind === 'taskcluster' || now.url !== follower.backend.url) {
+        this.followers.delete(name);
+        await follower.close();
+      }
+    }
+    for (const backend of table.backends.values()) {
+      if (backend.kind === 'taskcluster' || this.followers.has(backend.name)) continue;
+      try {
+        const [requests, builds] = await Promise.all([this.deps.store.openRequests(backend.name), this.deps.store.openBuilds(backend.name)]);
+        if (requests.length > 0 || builds.length > 0) this.follower(backend);
+      } catch (error) {
+        this.failed(backend.name, 'store', error);
+      }
+    }
   }
 
   private follower(backend: Backend): BuildbotFollower {
