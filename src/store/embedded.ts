@@ -210,6 +210,8 @@ function toOpenBuild(row: Row): OpenBuild {
 const TASK_COLUMNS = `buildrequest_id, task_id, buildset_id, backend, builder_name, builderid, definition, state, state_reason,
   submitted_at, status, status_at, final`;
 const BUILD_COLUMNS = 'buildid, buildrequest_id, run_id, builder_name, number, minted_at';
+/** Outcomes read in one go before the event loop gets a turn. */
+const OUTCOME_SLICE = 2_000;
 /** Tasks a builder's lists show: a rejected or abandoned force never became a build request clients see. */
 const LISTED_STATES = `state NOT IN ('rejected', 'abandoned')`;
 
@@ -444,9 +446,21 @@ export class EmbeddedStore implements Store {
     });
   }
 
+  /**
+   * Read in slices, the event loop free between them: a week of builds is a
+   * long read, and the proxy's requests must not wait for all of it. A build
+   * recorded meanwhile is in the answer if it sorts after the slices read.
+   */
   async outcomes(query: OutcomeQuery): Promise<BuildOutcome[]> {
-    const { text: source, params } = outcomesSql(query, () => '?');
-    return this.run('read outcomes', () => (this.sql(source).all(...params) as Row[]).map(toOutcome));
+    const found: BuildOutcome[] = [];
+    for (let after: BuildOutcome | undefined; ;) {
+      const { text: source, params } = outcomesSql(query, () => '?', { after, limit: OUTCOME_SLICE });
+      const slice = this.run('read outcomes', () => (this.sql(source).all(...params) as Row[]).map(toOutcome));
+      for (const outcome of slice) found.push(outcome);
+      if (slice.length < OUTCOME_SLICE) return found;
+      after = slice[slice.length - 1];
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   async trackRequests(requests: readonly TrackedRequest[]): Promise<void> {
