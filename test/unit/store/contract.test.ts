@@ -8,12 +8,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import Database from 'libsql';
+import pg from 'pg';
 import { isStranglerError } from '../../../src/errors.js';
-import { openEmbeddedStore, type EmbeddedStore } from '../../../src/store/embedded.js';
+import { EMBEDDED_FILE_NAME, openEmbeddedStore, type EmbeddedStore } from '../../../src/store/embedded.js';
 import { LATEST_VERSION } from '../../../src/store/migrations.js';
 import { openStore } from '../../../src/store/open.js';
 import { openPostgresStore, redactUrl, type PostgresStore } from '../../../src/store/postgres.js';
 import { MINTED_ID_BASE, type BuildsetRecord, type Store, type TaskRecord } from '../../../src/store/store.js';
+import { OUTCOME_COLUMNS, outcomesSql } from '../../../src/store/tracking-rows.js';
+import type { BuildOutcome, OpenBuild, TrackedRequest } from '../../../src/tracking/outcome.js';
 import { startPostgres, type PostgresCluster } from '../../support/postgres.js';
 
 const OPEN_URL = pathToFileURL(path.resolve('src/store/open.ts')).href;
@@ -26,10 +30,30 @@ interface Harness {
   openAt(location: { spec: string | undefined; dataDir: string }, version: number): Promise<Store & { schemaVersion(): Promise<number> }>;
   /** Whether two Store instances may share one location at once (replicas). */
   shared: boolean;
+  /** A second, plain connection to the location's database, beside the store (bulk rows, query plans). */
+  raw(location: { spec: string | undefined; dataDir: string }): Promise<RawConnection>;
+}
+
+interface RawConnection {
+  exec(text: string): Promise<void>;
+  /** The plan the engine chooses for a query, one line per step. */
+  plan(text: string, params: unknown[]): Promise<string>;
+  /** The dialect's n-th (1-based) parameter placeholder. */
+  placeholder(n: number): string;
+  close(): Promise<void>;
 }
 
 let seq = 0;
-function buildsetOf(bsid: number, tasks: { brid: number; builder: string; state?: TaskRecord['state']; at?: number }[]): [BuildsetRecord, TaskRecord[]] {
+interface TaskSpec {
+  brid: number;
+  builder: string;
+  state?: TaskRecord['state'];
+  at?: number;
+  backend?: string;
+  final?: boolean;
+  status?: string;
+}
+function buildsetOf(bsid: number, tasks: TaskSpec[]): [BuildsetRecord, TaskRecord[]] {
   const buildset: BuildsetRecord = {
     bsid,
     backend: 'queue',
@@ -44,18 +68,34 @@ function buildsetOf(bsid: number, tasks: { brid: number; builder: string; state?
     taskId: `task-${process.pid}-${++seq}`,
     buildrequestId: t.brid,
     buildsetId: bsid,
-    backend: 'queue',
+    backend: t.backend ?? 'queue',
     builderName: t.builder,
     builderid: 7,
     definition: JSON.stringify({ taskQueueId: 'proj/linux', payload: { n: seq } }),
     state: t.state ?? 'pending',
     stateReason: null,
     submittedAt: t.at ?? 1_700_000_000_000 + seq,
-    status: null,
-    statusAt: null,
-    final: false,
+    status: t.status ?? null,
+    statusAt: t.status === undefined ? null : 1_700_000_000_500,
+    final: t.final ?? false,
   }));
   return [buildset, records];
+}
+
+/** A finished build on the legacy master (by default), with times around `finishedAt`. */
+function outcomeOf(buildKey: string, finishedAt: number, fields: Partial<BuildOutcome> = {}): BuildOutcome {
+  return {
+    backend: 'legacy', buildKey, jobType: 'linux64', result: 0, submittedAt: finishedAt - 3_000, startedAt: finishedAt - 2_000, finishedAt,
+    origin: 'proxy', recordedAt: finishedAt + 500, ...fields,
+  };
+}
+
+function openBuildOf(buildid: number, startedAt: number, fields: Partial<OpenBuild> = {}): OpenBuild {
+  return { backend: 'legacy', buildid, buildrequestId: buildid + 1_000, jobType: 'linux64', submittedAt: startedAt - 100, startedAt, origin: 'tracked', ...fields };
+}
+
+function requestOf(buildrequestId: number, submittedAt: number, fields: Partial<TrackedRequest> = {}): TrackedRequest {
+  return { backend: 'legacy', buildrequestId, jobType: 'linux64', submittedAt, ...fields };
 }
 
 /** Starts a child that opens the store, writes buildsets one by one and prints each brid once its write resolved. */
@@ -228,6 +268,247 @@ function contract(name: string, harness: () => Harness): void {
       expect(new Set(numbers).size).to.equal(11);
     });
 
+    it('polls unfinished tasks by their next check time when asked what is due, soonest first', async () => {
+      const [bsid] = await store.allocateIds('buildset', 1);
+      const brids = await store.allocateIds('buildrequest', 6);
+      const [buildset, tasks] = buildsetOf(bsid!, brids.map((brid, i) => ({ brid, builder: 'b', at: 1_000 + i })));
+      await store.recordBuildset(buildset, tasks);
+      for (const t of tasks.slice(0, 5)) await store.setTaskState(t.taskId, 'created', null);
+      const [t0, t1, t2, t3, t4, pending] = tasks.map((t) => t.taskId);
+      const due = async (by: number, limit = 10) => (await store.unfinishedTasks(limit, by)).map((t) => t.buildrequestId);
+
+      await store.saveStatus(t0!, '{"state":"running"}', false, 1_000, 5_000);
+      await store.saveStatus(t1!, '{"state":"pending"}', false, 1_000, 3_000);
+      await store.saveStatus(t2!, '{"state":"running"}', false, 2_000); // no next check: due from `at`
+      // t3 never had a status: due at once.
+      await store.saveStatus(t4!, '{"state":"completed"}', true, 1_500, 1_500); // final: never due again
+      expect(pending).to.not.equal(undefined);
+
+      expect(await due(1_999)).to.deep.equal([brids[3]]);
+      expect(await due(2_999)).to.deep.equal([brids[3], brids[2]]);
+      expect(await due(3_000)).to.deep.equal([brids[3], brids[2], brids[1]]);
+      expect(await due(10_000)).to.deep.equal([brids[3], brids[2], brids[1], brids[0]]);
+      expect(await due(10_000, 2)).to.deep.equal([brids[3], brids[2]]);
+      // Without dueBy: every unfinished task, oldest submitted first, whatever its next check.
+      expect((await store.unfinishedTasks(10)).map((t) => t.buildrequestId)).to.deep.equal(brids.slice(0, 4));
+
+      await store.saveStatus(t3!, '{"state":"running"}', false, 2_500, 4_000);
+      expect(await due(3_999)).to.deep.equal([brids[2], brids[1]]);
+      expect(await due(10_000)).to.deep.equal([brids[2], brids[1], brids[3], brids[0]]);
+      const saved = (await store.taskById(t3!))!;
+      expect([saved.status, saved.statusAt, saved.final]).to.deep.equal(['{"state":"running"}', 2_500, false]);
+    });
+
+    it('counts the created, unfinished tasks per backend and builder', async () => {
+      expect(await store.countUnfinishedTasks()).to.deep.equal([]);
+      const [bsid] = await store.allocateIds('buildset', 1);
+      const brids = await store.allocateIds('buildrequest', 8);
+      const specs: TaskSpec[] = [
+        { brid: brids[0]!, builder: 'lin', state: 'created' },
+        { brid: brids[1]!, builder: 'lin', state: 'created' },
+        { brid: brids[2]!, builder: 'win', state: 'created' },
+        { brid: brids[3]!, builder: 'lin', state: 'created', backend: 'queue2' },
+        { brid: brids[4]!, builder: 'lin', state: 'pending' },
+        { brid: brids[5]!, builder: 'lin', state: 'created', final: true, status: '{"state":"completed"}' },
+        { brid: brids[6]!, builder: 'win', state: 'abandoned' },
+        { brid: brids[7]!, builder: 'mac', state: 'rejected' },
+      ];
+      const [buildset, tasks] = buildsetOf(bsid!, specs);
+      await store.recordBuildset(buildset, tasks);
+      const counts = async () => (await store.countUnfinishedTasks()).sort((a, b) => `${a.backend}/${a.builderName}`.localeCompare(`${b.backend}/${b.builderName}`));
+      expect(await counts()).to.deep.equal([
+        { backend: 'queue', builderName: 'lin', count: 2 },
+        { backend: 'queue', builderName: 'win', count: 1 },
+        { backend: 'queue2', builderName: 'lin', count: 1 },
+      ]);
+      await store.saveStatus(tasks[2]!.taskId, '{"state":"failed"}', true, 9_000);
+      await store.setTaskState(tasks[4]!.taskId, 'created', null);
+      expect(await counts()).to.deep.equal([
+        { backend: 'queue', builderName: 'lin', count: 3 },
+        { backend: 'queue2', builderName: 'lin', count: 1 },
+      ]);
+    });
+
+    it('records an outcome once: a duplicate resolves false and changes nothing; the same key on another backend is another build', async () => {
+      const first = outcomeOf('build:41', 10_000);
+      expect(await store.recordOutcome(first)).to.equal(true);
+      expect(await store.recordOutcome({ ...first, result: 2, recordedAt: 99_999 })).to.equal(false);
+      const elsewhere = { ...first, backend: 'queue', jobType: 'win64', result: 4 as const, submittedAt: null, origin: 'tracked' as const };
+      expect(await store.recordOutcome(elsewhere)).to.equal(true);
+      expect(await store.recordOutcome(elsewhere)).to.equal(false);
+      expect(await store.outcomes({ since: 0, until: 20_000 })).to.deep.equal([first, elsewhere]);
+    });
+
+    it('closes the open build an outcome finishes, in the same write, and only that one', async () => {
+      await store.trackBuild(openBuildOf(41, 1_000));
+      await store.trackBuild(openBuildOf(42, 2_000));
+      await store.trackBuild(openBuildOf(41, 1_000, { backend: 'legacy2' }));
+      const open = async (backend: string) => (await store.openBuilds(backend)).map((b) => b.buildid);
+
+      expect(await store.recordOutcome(outcomeOf('build:41', 5_000))).to.equal(true);
+      expect(await open('legacy')).to.deep.equal([42]);
+      expect(await open('legacy2')).to.deep.equal([41]);
+
+      // A queue's key names no open build; nor does one that only starts like a build key.
+      expect(await store.recordOutcome(outcomeOf('42/0', 5_000))).to.equal(true);
+      expect(await store.recordOutcome(outcomeOf('build:42x', 5_000))).to.equal(true);
+      expect(await open('legacy')).to.deep.equal([42]);
+
+      // Seen started again after its outcome (a stale sighting): recording it again closes it without counting it twice.
+      await store.trackBuild(openBuildOf(41, 1_000));
+      expect(await store.recordOutcome(outcomeOf('build:41', 5_000))).to.equal(false);
+      expect(await open('legacy')).to.deep.equal([42]);
+      expect((await store.outcomes({ since: 0, until: 10_000 })).map((o) => o.buildKey)).to.deep.equal(['42/0', 'build:41', 'build:42x']);
+    });
+
+    it('resolves exactly one of concurrent recordings of one build true (two instances where the implementation is shared)', async () => {
+      const other = h.shared ? await open() : store;
+      const keys = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? `build:${100 + i}` : `task-${i}/0`));
+      for (let i = 0; i < keys.length; i += 2) await store.trackBuild(openBuildOf(100 + i, 1_000));
+      const writers = [store, other, other, store];
+      const results = await Promise.all(keys.flatMap((key, i) => writers.map((s, w) => s.recordOutcome(outcomeOf(key, 2_000 + i, { recordedAt: 3_000 + w })))));
+      for (const [i, key] of keys.entries()) expect(results.slice(i * 4, i * 4 + 4).filter(Boolean), key).to.have.length(1);
+      const recorded = await store.outcomes({ since: 0, until: 10_000 });
+      expect(recorded.map((o) => o.buildKey)).to.deep.equal(keys);
+      expect(await store.openBuilds('legacy')).to.deep.equal([]);
+    });
+
+    it('reads outcomes in a window (since inclusive, until exclusive), by job type and backend, by finish time then key', async () => {
+      const all = {
+        c: outcomeOf('c', 2_000, { backend: 'queue' }),
+        e: outcomeOf('e', 3_000),
+        b: outcomeOf('b', 1_000, { jobType: 'win64' }),
+        d: outcomeOf('d', 2_999, { result: 2 }),
+        a: outcomeOf('a', 1_000),
+        a2: outcomeOf('a', 1_000, { backend: 'queue', result: 6 }),
+      };
+      for (const outcome of Object.values(all)) expect(await store.recordOutcome(outcome)).to.equal(true);
+      const keys = async (since: number, until: number, filters: { jobType?: string; backend?: string } = {}) =>
+        (await store.outcomes({ since, until, ...filters })).map((o) => `${o.backend}:${o.buildKey}`);
+      expect(await store.outcomes({ since: 1_000, until: 3_000 })).to.deep.equal([all.a, all.b, all.a2, all.c, all.d]);
+      expect(await keys(1_001, 3_001)).to.deep.equal(['queue:c', 'legacy:d', 'legacy:e']);
+      expect(await keys(999, 1_000)).to.deep.equal([]);
+      expect(await keys(3_000, 3_000)).to.deep.equal([]);
+      expect(await keys(0, 10_000, { jobType: 'linux64' })).to.deep.equal(['legacy:a', 'queue:a', 'queue:c', 'legacy:d', 'legacy:e']);
+      expect(await keys(0, 10_000, { backend: 'legacy' })).to.deep.equal(['legacy:a', 'legacy:b', 'legacy:d', 'legacy:e']);
+      expect(await keys(0, 3_000, { jobType: 'linux64', backend: 'legacy' })).to.deep.equal(['legacy:a', 'legacy:d']);
+      expect(await keys(0, 10_000, { jobType: 'mac', backend: 'legacy' })).to.deep.equal([]);
+    });
+
+    it('reads windows of 100,000 outcomes through an index, in order, giving the event loop turns on the way', async function () {
+      this.timeout(120_000);
+      const count = 100_000;
+      const base = 1_700_000_000_000;
+      const step = 6_048; // 100,000 builds over a week
+      // Builds finish in sevens at one time, on both backends, so that ties fall across any boundary a sliced read may have.
+      const model = (i: number): BuildOutcome => {
+        const finishedAt = base + (i - (i % 7)) * step;
+        return {
+          backend: i % 2 === 0 ? 'legacy' : 'queue', buildKey: `build:${i}`, jobType: `job-${i % 20}`, result: (i % 7) as BuildOutcome['result'],
+          submittedAt: null, startedAt: finishedAt - 60_000, finishedAt, origin: 'tracked', recordedAt: finishedAt + 1_000,
+        };
+      };
+      const finished = `${base} + (i - i % 7) * ${step}`;
+      const raw = await h.raw(location);
+      const hour = { since: base + 50_000 * step, until: base + 50_000 * step + 3_600_000 };
+      try {
+        await raw.exec(`WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${count - 1})
+          INSERT INTO build_outcome (${OUTCOME_COLUMNS})
+          SELECT CASE WHEN i % 2 = 0 THEN 'legacy' ELSE 'queue' END, 'build:' || i, 'job-' || (i % 20), i % 7, NULL,
+            ${finished} - 60000, ${finished}, 'tracked', ${finished} + 1000 FROM n`);
+        await raw.exec('ANALYZE');
+        const after = { finishedAt: hour.since, backend: 'legacy', buildKey: 'build:50000' };
+        for (const query of [hour, { ...hour, jobType: 'job-3' }, { ...hour, backend: 'queue' }]) {
+          for (const slice of [undefined, { after: undefined, limit: 100 }, { after, limit: 100 }]) {
+            const { text, params } = outcomesSql(query, (n) => raw.placeholder(n), slice);
+            const plan = await raw.plan(text, params);
+            // Sorting the few rows of a window is the engine's choice; reading every row of the table is not.
+            expect(plan, plan).to.match(/build_outcome_(finished|job_type)/);
+            expect(plan, plan).to.not.match(/SCAN build_outcome\b|Seq Scan/);
+          }
+        }
+      } finally {
+        await raw.close();
+      }
+      const order = (a: BuildOutcome, b: BuildOutcome) =>
+        a.finishedAt - b.finishedAt || (a.backend < b.backend ? -1 : a.backend > b.backend ? 1 : a.buildKey < b.buildKey ? -1 : a.buildKey > b.buildKey ? 1 : 0);
+      const all = Array.from({ length: count }, (_, i) => model(i)).sort(order);
+      const name = (o: BuildOutcome) => `${o.backend}:${o.buildKey}`;
+
+      const inHour = all.filter((o) => o.finishedAt >= hour.since && o.finishedAt < hour.until);
+      expect(inHour.length).to.be.greaterThan(500);
+      expect(await store.outcomes(hour)).to.deep.equal(inHour);
+      expect(await store.outcomes({ ...hour, jobType: 'job-3', backend: 'queue' })).to.deep.equal(inHour.filter((o) => o.jobType === 'job-3' && o.backend === 'queue'));
+
+      let turns = 0;
+      let reading = true;
+      const turn = () => {
+        turns++;
+        if (reading) setImmediate(turn);
+      };
+      setImmediate(turn);
+      const week = await store.outcomes({ since: base, until: base + count * step });
+      reading = false;
+      expect(week.map(name)).to.deep.equal(all.map(name));
+      for (const i of [0, 1_999, 2_000, 4_999, 5_000, 50_000, count - 1]) expect(week[i], `outcome ${i}`).to.deep.equal(all[i]);
+      // Read in one go, 100,000 rows would hold every other request of the proxy until the last one.
+      expect(turns).to.be.at.least(3);
+    });
+
+    it('tracks forced buildrequests once each, oldest first per backend, until closed', async () => {
+      await store.trackRequests([requestOf(3, 300), requestOf(1, 100), requestOf(2, 100, { jobType: 'win64' }), requestOf(9, 50, { backend: 'legacy2' })]);
+      await store.trackRequests([requestOf(1, 999, { jobType: 'changed' }), requestOf(4, 400)]);
+      await store.trackRequests([]);
+      expect(await store.openRequests('legacy')).to.deep.equal([requestOf(1, 100), requestOf(2, 100, { jobType: 'win64' }), requestOf(3, 300), requestOf(4, 400)]);
+      expect(await store.openRequests('legacy2')).to.deep.equal([requestOf(9, 50, { backend: 'legacy2' })]);
+      expect(await store.openRequests('nowhere')).to.deep.equal([]);
+
+      await store.closeRequest('legacy', 2);
+      await store.closeRequest('legacy', 9); // another backend's buildrequest: stays open there
+      await store.closeRequest('legacy', 12_345);
+      expect((await store.openRequests('legacy')).map((r) => r.buildrequestId)).to.deep.equal([1, 3, 4]);
+      expect((await store.openRequests('legacy2')).map((r) => r.buildrequestId)).to.deep.equal([9]);
+
+      // One write for all of them: a bad row leaves none of the others behind.
+      let failure: unknown;
+      await store.trackRequests([requestOf(5, 500), requestOf(6, 600, { jobType: null as unknown as string })]).catch((error: unknown) => { failure = error; });
+      expect(isStranglerError(failure), String(failure)).to.equal(true);
+      expect((await store.openRequests('legacy')).map((r) => r.buildrequestId)).to.deep.equal([1, 3, 4]);
+    });
+
+    it('tracks open builds once each, oldest first per backend, and refuses an unknown origin', async () => {
+      const late = openBuildOf(7, 700);
+      const early = openBuildOf(5, 500, { submittedAt: null, origin: 'proxy' });
+      const tie = openBuildOf(6, 500);
+      for (const build of [late, early, tie, openBuildOf(1, 100, { backend: 'legacy2' })]) await store.trackBuild(build);
+      await store.trackBuild({ ...late, jobType: 'changed', startedAt: 1 });
+      expect(await store.openBuilds('legacy')).to.deep.equal([early, tie, late]);
+      expect((await store.openBuilds('legacy2')).map((b) => b.buildid)).to.deep.equal([1]);
+
+      let failure: unknown;
+      await store.trackBuild(openBuildOf(8, 800, { origin: 'guessed' as OpenBuild['origin'] })).catch((error: unknown) => { failure = error; });
+      expect(isStranglerError(failure), String(failure)).to.equal(true);
+      expect(await store.openBuilds('legacy')).to.deep.equal([early, tie, late]);
+    });
+
+    it('keeps a tracking cursor per backend that only ever rises (two instances where the implementation is shared)', async () => {
+      expect(await store.trackingCursor('legacy')).to.equal(undefined);
+      await store.setTrackingCursor('legacy', 100);
+      expect(await store.trackingCursor('legacy')).to.equal(100);
+      await store.setTrackingCursor('legacy', 40);
+      expect(await store.trackingCursor('legacy')).to.equal(100);
+      await store.setTrackingCursor('legacy', 101);
+      expect(await store.trackingCursor('legacy')).to.equal(101);
+      expect(await store.trackingCursor('legacy2')).to.equal(undefined);
+      await store.setTrackingCursor('legacy2', 5);
+      expect([await store.trackingCursor('legacy'), await store.trackingCursor('legacy2')]).to.deep.equal([101, 5]);
+
+      const other = h.shared ? await open() : store;
+      const values = [300, 120, 999, 450, 998, 101, 700, 2];
+      await Promise.all(values.map((value, i) => (i % 2 === 0 ? store : other).setTrackingCursor('legacy', value)));
+      expect(await store.trackingCursor('legacy')).to.equal(999);
+    });
+
     it('migrates an empty database to the latest version, and re-opening changes nothing', async () => {
       const versioned = store as Store & { schemaVersion(): Promise<number> };
       expect(await versioned.schemaVersion()).to.equal(LATEST_VERSION);
@@ -239,21 +520,37 @@ function contract(name: string, harness: () => Harness): void {
       expect(next).to.be.greaterThan(id!);
     });
 
-    it('upgrades a database at an older version, keeping its data', async () => {
-      await store.close();
-      const older = await h.fresh();
-      const v1 = await h.openAt(older, 1);
-      expect(await v1.schemaVersion()).to.equal(1);
-      const [bsid] = await v1.allocateIds('buildset', 1);
-      const [buildset, tasks] = buildsetOf(bsid!, [{ brid: MINTED_ID_BASE + 77, builder: 'old' }]);
-      await v1.recordBuildset(buildset, tasks);
-      await v1.close();
-      location = older;
-      const upgraded = (await open()) as Store & { schemaVersion(): Promise<number> };
-      expect(await upgraded.schemaVersion()).to.equal(LATEST_VERSION);
-      expect(await upgraded.task(MINTED_ID_BASE + 77)).to.deep.equal(tasks[0]);
-      expect((await upgraded.pendingTasks(5)).map((t) => t.buildrequestId)).to.deep.equal([MINTED_ID_BASE + 77]);
-    });
+    for (const version of Array.from({ length: LATEST_VERSION - 1 }, (_, i) => i + 1)) {
+      it(`upgrades a database at version ${version}, keeping its data`, async () => {
+        await store.close();
+        const older = await h.fresh();
+        const old = await h.openAt(older, version);
+        expect(await old.schemaVersion()).to.equal(version);
+        const [bsid] = await old.allocateIds('buildset', 1);
+        const [buildset, tasks] = buildsetOf(bsid!, [
+          { brid: MINTED_ID_BASE + 77, builder: 'old' },
+          { brid: MINTED_ID_BASE + 78, builder: 'old', state: 'created', status: '{"state":"running"}' },
+        ]);
+        await old.recordBuildset(buildset, tasks);
+        await old.close();
+        location = older;
+        const upgraded = (await open()) as Store & { schemaVersion(): Promise<number> };
+        expect(await upgraded.schemaVersion()).to.equal(LATEST_VERSION);
+        expect(await upgraded.buildset(bsid!)).to.deep.equal(buildset);
+        expect(await upgraded.tasksOfBuildset(bsid!)).to.deep.equal(tasks);
+        expect((await upgraded.pendingTasks(5)).map((t) => t.buildrequestId)).to.deep.equal([MINTED_ID_BASE + 77]);
+        expect((await upgraded.unfinishedTasks(5)).map((t) => t.buildrequestId)).to.deep.equal([MINTED_ID_BASE + 78]);
+        // A task from before next check times is due at once, whatever the clock says.
+        expect((await upgraded.unfinishedTasks(5, 0)).map((t) => t.buildrequestId)).to.deep.equal([MINTED_ID_BASE + 78]);
+        expect(await upgraded.countUnfinishedTasks()).to.deep.equal([{ backend: 'queue', builderName: 'old', count: 1 }]);
+        // The tracking tables start empty and work.
+        expect(await upgraded.trackingCursor('legacy')).to.equal(undefined);
+        expect(await upgraded.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).to.deep.equal([]);
+        expect(await upgraded.recordOutcome(outcomeOf('build:1', 1_000))).to.equal(true);
+        const [id] = await upgraded.allocateIds('buildset', 1);
+        expect(id).to.be.greaterThan(bsid!);
+      });
+    }
 
     it('keeps a write whose promise resolved when the process is killed with SIGKILL right after', async () => {
       await store.close();
@@ -295,6 +592,22 @@ contract('embedded', () => {
       return { spec: undefined, dataDir };
     },
     openAt: (location, version) => openEmbeddedStore(location.dataDir, { migrateTo: version }) as Promise<EmbeddedStore>,
+    async raw(location) {
+      const db = new Database(path.join(location.dataDir, EMBEDDED_FILE_NAME));
+      db.pragma('busy_timeout = 5000');
+      return {
+        async exec(text) {
+          db.exec(text);
+        },
+        async plan(text, params) {
+          return (db.prepare(`EXPLAIN QUERY PLAN ${text}`).all(...params) as { detail: string }[]).map((row) => row.detail).join('\n');
+        },
+        placeholder: () => '?',
+        async close() {
+          db.close();
+        },
+      };
+    },
   };
 });
 
@@ -326,6 +639,22 @@ describe('store contract: postgres (private cluster)', function () {
       return { spec: await cluster.createDatabase(), dataDir: '' };
     },
     openAt: (location, version) => openPostgresStore(location.spec!, { migrateTo: version }) as Promise<PostgresStore>,
+    async raw(location) {
+      const client = new pg.Client({ connectionString: location.spec });
+      await client.connect();
+      return {
+        async exec(text) {
+          await client.query(text);
+        },
+        async plan(text, params) {
+          return (await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, params)).rows.map((row) => row['QUERY PLAN']).join('\n');
+        },
+        placeholder: (n) => `$${n}`,
+        async close() {
+          await client.end();
+        },
+      };
+    },
   }));
 
   it('migrates once when several processes start together', async function () {
