@@ -1,18 +1,18 @@
 #!/usr/bin/env node
 /**
  * The `strangler-proxy` command: serve (the default), validate, explain,
- * routes, plan, demo, help; `COMMAND --help` and `--version` anywhere. Exit
- * codes: 0 success, 1 invalid routes file or failed start (a port that cannot
- * be listened on; or, for routes/plan --admin, the running proxy could not be
- * asked), 2 usage error (one line, saying where the help is), 3 (plan only)
+ * routes, plan, report, demo, help; `COMMAND --help` and `--version` anywhere.
+ * Exit codes: 0 success, 1 invalid routes file or failed start (a port that
+ * cannot be listened on; or, for routes/plan/report --admin, the running
+ * proxy could not be asked), 2 usage error (one line, saying where the help is), 3 (plan only)
  * the new file changes routing.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { buildPlan, formatPlan, formatRoutes } from './admin/report.js';
-import { routesView, type ProgressView, type RoutesView } from './admin/views.js';
+import { buildPlan, formatBuildsCsv, formatBuildsTable, formatPlan, formatRoutes } from './admin/report.js';
+import { routesView, type BuildsView, type ProgressView, type RoutesView } from './admin/views.js';
 import { forceBody, startDemoWorld, startStandinsFor, walkthroughLines } from './demo/demo.js';
 import { isStranglerError, StranglerError } from './errors.js';
 import { explainRequest, formatExplanation, type Explanation } from './explain.js';
@@ -22,6 +22,7 @@ import { DEFAULT_ADMIN_PORT, DEFAULT_PORT, startStrangler, type Strangler } from
 import { BuilderDirectory } from './ingress/builder-directory.js';
 import { Upstream } from './upstream/upstream.js';
 import type { RoutingTable } from './routing/table.js';
+import { DEFAULT_WINDOW, parseWindow } from './tracking/compare.js';
 
 const SERVE_FLAGS = `  -c, --config FILE        the routes file, followed for changes (STRANGLER_CONFIG; ./routes.yaml)
       --port N             the proxy's port, 0 for any free one (PORT; ${DEFAULT_PORT})
@@ -127,6 +128,29 @@ sends to a Taskcluster queue, prints the task a force would create there (from a
 Exit codes: 0 no change, 3 changes, 1 an invalid file or the running proxy could not be asked,
 2 usage error.`,
   },
+  report: {
+    options: ['admin', 'window', 'format', 'job-type', 'min-builds'],
+    help: `Usage: strangler-proxy report --admin URL [--window 24h] [--format table|json|csv] [--job-type NAME] [--min-builds N]
+
+Compares the two sides by their builds, from a running proxy's admin API (GET /builds): per job
+type, the legacy backend's and each new backend's finished builds, pass rate, duration p50/p95,
+wait p95 and infrastructure exceptions over the window, the differences, and a verdict per new
+backend: better or as good (ready to move), worse (move back), or not enough builds yet.
+docs/build-comparison.md says what is counted and how the verdict is reached.
+
+      --admin URL          the running proxy's admin listener, e.g. http://127.0.0.1:${DEFAULT_ADMIN_PORT}
+                           (sends STRANGLER_ADMIN_TOKEN as a bearer token when it is set)
+      --window W           builds that finished in the last W: a number and m, h or d, up to 90d
+                           (default ${DEFAULT_WINDOW}; e.g. 1h, 24h, 7d)
+      --format F           table (default: aligned columns, then the reasons), json (what GET /builds
+                           answers), or csv (RFC 4180, a header and a row per job type and backend)
+      --job-type NAME      only this job type
+      --min-builds N       counted builds each side needs for a verdict (default 10)
+  -h, --help               this help
+
+Exit codes: 0 printed, 1 the running proxy could not be asked or answered an error (build tracking
+off, the store unreadable), 2 usage error.`,
+  },
   demo: {
     options: ['config', 'port', 'host', 'admin-port', 'admin-host', 'log-level', 'log-format', 'protect-admin-reads'],
     help: `Usage: strangler-proxy demo [OPTIONS]
@@ -165,6 +189,7 @@ const USAGE = `Usage:
   strangler-proxy routes [--config FILE | --admin URL] [--json]
   strangler-proxy plan CURRENT.yaml NEW.yaml [--job-type NAME]... [--json]
   strangler-proxy plan --admin URL NEW.yaml [--job-type NAME]... [--json]
+  strangler-proxy report --admin URL [--window 24h] [--format table|json|csv] [--job-type NAME] [--min-builds N]
   strangler-proxy demo [serve's options]
   strangler-proxy help [COMMAND]          or: strangler-proxy COMMAND --help
   strangler-proxy --version
@@ -172,7 +197,7 @@ const USAGE = `Usage:
 Environment: STRANGLER_CONFIG (default ./routes.yaml), PORT (${DEFAULT_PORT}), ADMIN_PORT (${DEFAULT_ADMIN_PORT}),
              HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json),
              STRANGLER_ADMIN_TOKEN (bearer token for the admin API's POST endpoints; unset: they are disabled;
-             sent by routes/plan --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too).
+             sent by routes/plan/report --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too).
 Exit codes: 0 ok, 1 invalid routes file, failed start, or admin API unreachable, 2 usage error,
             3 plan: the new file changes routing.`;
 
@@ -191,6 +216,9 @@ const OPTIONS = {
   json: { type: 'boolean' },
   admin: { type: 'string' },
   'job-type': { type: 'string', multiple: true },
+  window: { type: 'string' },
+  format: { type: 'string' },
+  'min-builds': { type: 'string' },
   build: { type: 'string' },
   buildrequest: { type: 'string' },
   buildset: { type: 'string' },
@@ -382,7 +410,7 @@ async function explain(positionals: string[], values: Values): Promise<number> {
   return 0;
 }
 
-/** A reachable problem of `routes`/`plan --admin` (not a usage error): printed, exit 1. */
+/** A reachable problem of `routes`/`plan`/`report --admin` (not a usage error): printed, exit 1. */
 class AdminUnavailable extends Error {}
 
 function adminBase(url: string): URL {
@@ -539,6 +567,43 @@ async function plan(positionals: string[], values: Values): Promise<number> {
   return report.changed ? 3 : 0;
 }
 
+const REPORT_FORMATS = ['table', 'json', 'csv'] as const;
+
+/** The build comparison of a running proxy (GET /builds), printed as a table, JSON or CSV. */
+async function report(positionals: string[], values: Values): Promise<number> {
+  if (positionals.length) throw usageError(`report takes no arguments, got "${positionals.join(' ')}"`);
+  if (values.admin === undefined) throw usageError(`report needs --admin URL: the builds are counted by a running proxy, e.g. --admin http://127.0.0.1:${DEFAULT_ADMIN_PORT}`);
+  const window = values.window ?? DEFAULT_WINDOW;
+  try {
+    parseWindow(window);
+  } catch (error) {
+    throw usageError(`--window: ${(error as Error).message}`);
+  }
+  const format = values.format ?? 'table';
+  if (!(REPORT_FORMATS as readonly string[]).includes(format)) throw usageError(`--format must be ${REPORT_FORMATS.join(', ')}; got "${format}"`);
+  const jobTypes = values['job-type'] ?? [];
+  if (jobTypes.length > 1) throw usageError('report takes one --job-type NAME (or none, for every job type)');
+  if (jobTypes[0] === '') throw usageError('--job-type needs a job type name');
+  const minBuilds = values['min-builds'];
+  if (minBuilds !== undefined && !/^[1-9][0-9]{0,5}$/.test(minBuilds)) throw usageError(`--min-builds must be a whole number from 1 to 999999, got "${minBuilds}"`);
+  const base = adminBase(values.admin);
+  const query = new URLSearchParams({ window });
+  if (jobTypes[0] !== undefined) query.set('jobType', jobTypes[0]);
+  if (minBuilds !== undefined) query.set('minBuilds', minBuilds);
+  let view: BuildsView;
+  try {
+    view = await adminGet<BuildsView>(base, `/builds?${query}`);
+  } catch (error) {
+    if (!(error instanceof AdminUnavailable)) throw error;
+    console.error(error.message);
+    return 1;
+  }
+  if (format === 'json') console.log(JSON.stringify(view, null, 2));
+  else if (format === 'csv') process.stdout.write(formatBuildsCsv(view));
+  else console.log(formatBuildsTable(view));
+  return 0;
+}
+
 /**
  * The proxy in front of stand-ins, nothing else needed: by default the demo's
  * own world (a Buildbot look-alike as the legacy master and a stand-in
@@ -637,6 +702,8 @@ async function run(argv: string[]): Promise<number | undefined> {
       return routes(rest, values);
     case 'plan':
       return plan(rest, values);
+    case 'report':
+      return report(rest, values);
     case 'demo':
       if (rest.length) throw usageError(`demo takes no arguments, got "${rest.join(' ')}"`);
       await demo(values);

@@ -79,7 +79,7 @@ export const PAGE_QUEUE_TASKS = 10;
 const MIN_BUILDS_MAX = 1_000_000;
 /** SECURITY: the reasons are fixed text; no path, URL or password of the store is in it. */
 const TRACKING_OFF =
-  'build tracking is off: no store is open, so no finished build is recorded. The store opens when routes.yaml names a Taskcluster queue or a route has `track: true`, or when the proxy is started with --store (STRANGLER_STORE); see docs/build-comparison.md';
+  'build tracking is off: no store is open, so no finished build is recorded. The store opens when routes.yaml names a Taskcluster queue or a route has `track: true`, or when the proxy is started with --store or --data-dir (STRANGLER_STORE, STRANGLER_DATA_DIR); see docs/build-comparison.md';
 
 const ENDPOINTS: Record<string, readonly string[]> = {
   '/': ['GET'],

@@ -8,7 +8,7 @@
  * SECURITY: job types come from client requests; every value goes through
  * `esc()`, in text and in attributes alike.
  */
-import { duration, type SeriesPoint, type SideBuilds, type SideVerdict, type Verdict } from '../tracking/compare.js';
+import { duration, VERDICT_ADVICE, type SeriesPoint, type SideBuilds, type SideVerdict, type Verdict } from '../tracking/compare.js';
 import { esc } from './html.js';
 import type { BuildsView } from './views.js';
 
@@ -35,16 +35,11 @@ export function pageHref(query: PageQuery): string {
   return esc(text ? `?${text}` : '?');
 }
 
-/** What the page says for each verdict: whether the job type is ready to move. */
-export const VERDICT_WORDS: Record<Verdict, { text: string; cls: 'good' | 'bad' | 'unknown' }> = {
-  better: { text: 'better — ready to move', cls: 'good' },
-  'as-good': { text: 'as good — ready to move', cls: 'good' },
-  worse: { text: 'worse — move back', cls: 'bad' },
-  'not-enough-builds': { text: 'not enough builds yet', cls: 'unknown' },
-};
+/** The colour of each verdict: green ready to move, red move back, grey not yet known. */
+const VERDICT_CLASS: Record<Verdict, 'good' | 'bad' | 'unknown'> = { better: 'good', 'as-good': 'good', worse: 'bad', 'not-enough-builds': 'unknown' };
 
 const percent = (share: number | null): string => (share === null ? '–' : `${(share * 100).toFixed(1).replace(/\.0$/, '')} %`);
-const signed = (x: number, text: string): string => `${x > 0 ? '+' : x < 0 ? '−' : '±'}${text}`;
+const signed = (x: number, text: string): string => (x === 0 ? '±0' : `${x > 0 ? '+' : '−'}${text}`);
 const dataValue = (x: number | null): string => (x === null ? '' : String(x));
 
 function diffTag(name: string, value: number | null, text: (x: number) => string): string {
@@ -61,7 +56,7 @@ function sideRow(s: SideBuilds, verdict: SideVerdict | undefined, first: string,
   const verdictCell =
     verdict === undefined
       ? '<td data-col="verdict"><small>the reference</small></td>'
-      : `<td data-col="verdict" data-verdict="${esc(verdict.verdict)}"><span class="verdict ${VERDICT_WORDS[verdict.verdict].cls}">${esc(VERDICT_WORDS[verdict.verdict].text)}</span><ul class="reasons">${verdict.reasons.map((r) => `<li>${esc(r)}</li>`).join('')}</ul></td>`;
+      : `<td data-col="verdict" data-verdict="${esc(verdict.verdict)}"><span class="verdict ${VERDICT_CLASS[verdict.verdict]}">${esc(VERDICT_ADVICE[verdict.verdict])}</span><ul class="reasons">${verdict.reasons.map((r) => `<li>${esc(r)}</li>`).join('')}</ul></td>`;
   return `<tr data-backend="${esc(s.backend)}" data-side="${s.side}">
       ${first}<td data-col="backend"><span class="backend ${s.side === 'legacy' ? 'old' : 'new'}">${esc(s.backend)}</span> <small>${s.side}</small></td>
       <td class="num" data-col="builds" data-value="${s.builds}" data-counted="${s.counted}" title="${esc(results || 'none')}">${s.builds}<br><small>${s.counted} counted</small></td>
@@ -201,6 +196,7 @@ export const BUILDS_STYLE = `
 .build-summary{margin:2px 0 6px}
 #builds-table tbody{border-top:2px solid var(--line)}
 .verdict{font-weight:600}
+#builds-table td[data-col=verdict]{min-width:260px}
 ul.reasons{margin:2px 0 0;padding-left:16px;font-size:12px;color:var(--muted);max-width:420px}
 small.diff{color:var(--muted)}
 td.charts{white-space:nowrap}

@@ -1,12 +1,15 @@
 /**
- * What the `routes` and `plan` commands print, as pure functions of routing
- * tables and (for `plan --admin`) the running proxy's traffic, so the tests
- * can check the numbers without a terminal.
+ * What the `routes`, `plan` and `report` commands print, as pure functions of
+ * routing tables, (for `plan --admin`) the running proxy's traffic and (for
+ * `report`) its build comparison, so the tests can check the numbers without
+ * a terminal.
  */
 import { tasksForceWouldCreate, type WouldCreate } from '../explain.js';
 import { movedShare, planChanges, type JobTypeChange, type Shares } from '../routing/plan.js';
 import { matchRoute, type Backend, type RoutingTable } from '../routing/table.js';
-import { round4, routeView, type RoutesView, type RouteView } from './views.js';
+import { RESULT_NAMES } from '../taskcluster/results.js';
+import { duration, VERDICT_ADVICE, type SideBuilds, type SideVerdict } from '../tracking/compare.js';
+import { round4, routeView, type BuildsView, type RoutesView, type RouteView } from './views.js';
 
 // ---------------------------------------------------------------- text tables
 
@@ -253,4 +256,130 @@ export function formatPlan(p: PlanReport): string {
   }
   out.push(p.changed ? 'result: changes (exit 3)' : 'result: no change (exit 0)');
   return out.join('\n');
+}
+
+// ---------------------------------------------------------------- report
+
+const oneDecimal = (x: number): string => x.toFixed(1).replace(/\.0$/, '');
+const sign = (x: number): string => (x > 0 ? '+' : x < 0 ? '-' : '');
+const share = (x: number | null): string => (x === null ? '-' : `${oneDecimal(x * 100)} %`);
+const orDash = (x: number | null, text: (x: number) => string): string => (x === null ? '-' : text(x));
+const utc = (iso: string): string => `${iso.slice(0, 16).replace('T', ' ')} UTC`;
+
+/** The `report` command's table: both sides of each job type, the differences, the verdicts and why. */
+export function formatBuildsTable(view: BuildsView): string {
+  const s = view.summary;
+  const legacyOnly = view.jobTypes.filter((j) => j.verdicts.length === 0).length;
+  const out = [
+    `builds finished in the last ${view.window.name} (${utc(view.window.since)} to ${utc(view.window.until)})${view.jobType === null ? '' : ` of ${view.jobType}`}; legacy: ${view.legacy}; a verdict needs ${view.rules.minBuilds} counted builds a side`,
+    `ready to move: ${s.better + s['as-good']}  move back: ${s.worse}  not enough builds yet: ${s['not-enough-builds']}  only on ${view.legacy}: ${legacyOnly}`,
+    '',
+  ];
+  if (view.jobTypes.length === 0) {
+    out.push('  no builds finished in this window');
+    return out.join('\n');
+  }
+  const rows = [['JOB TYPE', 'BACKEND', 'SIDE', 'BUILDS', 'COUNTED', 'PASS RATE', 'DIFF', 'INFRA EXC', 'P50', 'DIFF', 'P95', 'WAIT P95', 'VERDICT']];
+  for (const j of view.jobTypes) {
+    j.sides.forEach((side, i) => {
+      const d = j.verdicts.find((v) => v.backend === side.backend);
+      const diff = d?.differences;
+      rows.push([
+        i === 0 ? j.jobType : '',
+        side.backend,
+        side.side,
+        String(side.builds),
+        String(side.counted),
+        share(side.passRate),
+        orDash(diff?.passRatePoints ?? null, (x) => `${sign(x)}${oneDecimal(Math.abs(x))} pts`),
+        String(side.infrastructureExceptions),
+        duration(side.durationP50).replace('–', '-'),
+        orDash(diff?.durationP50Change ?? null, (x) => `${sign(x)}${oneDecimal(Math.abs(x) * 100)} %`),
+        duration(side.durationP95).replace('–', '-'),
+        duration(side.waitP95).replace('–', '-'),
+        d === undefined ? (i === 0 ? 'reference' : '-') : VERDICT_ADVICE[d.verdict].replace(' — ', ': '),
+      ]);
+    });
+  }
+  out.push(...alignColumns(rows, '  '));
+  const judged = view.jobTypes.flatMap((j) => j.verdicts.map((v) => ({ jobType: j.jobType, v })));
+  if (judged.length) {
+    out.push('', 'why:');
+    for (const { jobType, v } of judged) out.push(`  ${jobType} on ${v.backend}: ${VERDICT_ADVICE[v.verdict].replace(' — ', ': ')}`, ...v.reasons.map((r) => `    ${r}`));
+  }
+  return out.join('\n');
+}
+
+/** One CSV field (RFC 4180): quoted when it holds a quote, comma or line break, quotes doubled. */
+export function csvField(value: string | number | null): string {
+  const text = value === null ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+/**
+ * SECURITY: job types come from clients. A cell starting with = + - @ or a
+ * tab is a formula to a spreadsheet opening the file, so such a name gets a
+ * leading apostrophe (OWASP's advice for CSV injection).
+ */
+function textCell(text: string): string {
+  return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+}
+
+const CSV_COLUMNS = [
+  'window_start',
+  'window_end',
+  'job_type',
+  'backend',
+  'side',
+  'builds',
+  ...RESULT_NAMES,
+  'counted',
+  'passed',
+  'pass_rate',
+  'infrastructure_exceptions',
+  'duration_p50_seconds',
+  'duration_p95_seconds',
+  'wait_p95_seconds',
+  'verdict',
+  'pass_rate_points_difference',
+  'duration_p50_change',
+  'duration_p50_seconds_difference',
+  'duration_p95_seconds_difference',
+  'wait_p95_seconds_difference',
+  'infrastructure_exceptions_difference',
+  'reasons',
+] as const;
+
+/** The `report` command's CSV: a header, then one row per job type and backend; CRLF line ends (RFC 4180). */
+export function formatBuildsCsv(view: BuildsView): string {
+  const row = (jobType: string, side: SideBuilds, v: SideVerdict | undefined): (string | number | null)[] => {
+    const d = v?.differences;
+    return [
+      view.window.since,
+      view.window.until,
+      textCell(jobType),
+      textCell(side.backend),
+      side.side,
+      side.builds,
+      ...RESULT_NAMES.map((name) => side.results[name]),
+      side.counted,
+      side.passed,
+      side.passRate,
+      side.infrastructureExceptions,
+      side.durationP50,
+      side.durationP95,
+      side.waitP95,
+      v?.verdict ?? null,
+      d?.passRatePoints ?? null,
+      d?.durationP50Change ?? null,
+      d?.durationP50Seconds ?? null,
+      d?.durationP95Seconds ?? null,
+      d?.waitP95Seconds ?? null,
+      d?.infrastructureExceptions ?? null,
+      v?.reasons.join('; ') ?? null,
+    ];
+  };
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const j of view.jobTypes) for (const side of j.sides) lines.push(row(j.jobType, side, j.verdicts.find((v) => v.backend === side.backend)).map(csvField).join(','));
+  return lines.map((line) => `${line}\r\n`).join('');
 }

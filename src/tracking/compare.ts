@@ -25,7 +25,14 @@ export const MAX_WINDOW_MS = 90 * 86_400_000;
 export type ResultName = (typeof RESULT_NAMES)[number];
 export type Side = 'legacy' | 'new';
 export type Verdict = 'not-enough-builds' | 'worse' | 'better' | 'as-good';
-export const VERDICTS: readonly Verdict[] = ['worse', 'not-enough-builds', 'as-good', 'better'];
+
+/** What each verdict tells a release engineer: whether the job type is ready to move to the new side. */
+export const VERDICT_ADVICE: Record<Verdict, string> = {
+  better: 'better — ready to move',
+  'as-good': 'as good — ready to move',
+  worse: 'worse — move back',
+  'not-enough-builds': 'not enough builds yet',
+};
 
 export interface CompareOptions {
   /** The legacy backend's name (`legacy: true` in routes.yaml): every other backend is a new side. */

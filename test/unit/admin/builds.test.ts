@@ -152,7 +152,7 @@ describe('admin: builds', () => {
         const res = await request(createAdminApp(deps)).get('/builds').expect(503);
         expect(res.body).to.include({ code: 'BUILD_TRACKING_OFF', tracking: false });
         expect(res.body.error).to.match(/^build tracking is off: no store is open/);
-        for (const why of ['Taskcluster queue', '`track: true`', '--store', 'STRANGLER_STORE']) expect(res.body.error).to.contain(why);
+        for (const why of ['Taskcluster queue', '`track: true`', '--store', 'STRANGLER_STORE', '--data-dir']) expect(res.body.error).to.contain(why);
       }
       // A bad window is still the caller's mistake first.
       await request(createAdminApp(depsWith(undefined))).get('/builds?window=x').expect(400);
