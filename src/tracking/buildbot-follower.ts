@@ -96,18 +96,28 @@ export class BuildbotFollower {
     return counts;
   }
 
-  /** A force through the proxy created these buildrequests here (the answer's `{builderid: brid}`). */
-  async forced(brids: ReadonlyMap<number, number>, submittedAt: number): Promise<void> {
-    await this.load();
-    const requests: TrackedRequest[] = [];
-    for (const [builderid, buildrequestId] of brids) {
-      const jobType = await this.builderName(builderid);
-      if (jobType === undefined) continue;
-      requests.push({ backend: this.backend.name, buildrequestId, jobType, submittedAt });
-    }
-    if (requests.length === 0) return;
-    await this.deps.store.trackRequests(requests);
-    for (const r of requests) this.requests.set(r.buildrequestId, r);
+  /**
+   * A force through the proxy created these buildrequests here (the answer's
+   * `{builderid: brid}`). Their builds may already exist, and a scan may have
+   * passed them before this was known: they are asked for at once, after the
+   * requests are stored, so no build falls between the two.
+   */
+  forced(brids: ReadonlyMap<number, number>, submittedAt: number): Promise<void> {
+    const work = this.round.then(async () => {
+      await this.load();
+      await this.startCursor();
+      const requests: TrackedRequest[] = [];
+      for (const [builderid, buildrequestId] of brids) {
+        const jobType = await this.builderName(builderid);
+        if (jobType !== undefined) requests.push({ backend: this.backend.name, buildrequestId, jobType, submittedAt });
+      }
+      if (requests.length === 0) return;
+      await this.deps.store.trackRequests(requests);
+      for (const r of requests) this.requests.set(r.buildrequestId, r);
+      for (const r of requests) for (const build of await this.readBuilds(`buildrequestid=${r.buildrequestId}`)) await this.seen(build);
+    });
+    this.round = work.catch(() => undefined);
+    return work;
   }
 
   /** Listens to the master's events; rounds run on `poll()` (the tracker's timer) and soon after an event. */
@@ -168,12 +178,8 @@ export class BuildbotFollower {
 
   /** New builds since the cursor: those of tracked work are followed (or recorded, if already finished). */
   private async scanNewBuilds(): Promise<void> {
-    if (this.cursor === undefined) {
-      // The first scan starts at the master's newest build: its history before the proxy is not the comparison's.
-      const newest = await this.readBuilds(`order=-buildid&limit=1`);
-      this.cursor = newest[0]?.buildid ?? 0;
-      await this.deps.store.setTrackingCursor(this.backend.name, this.cursor);
-    }
+    const from = await this.startCursor();
+    this.cursor = from;
     for (let page = 0; page < SCAN_PAGES_PER_ROUND; page++) {
       const found = await this.readBuilds(`buildid__gt=${this.cursor}&order=buildid&limit=${SCAN_PAGE}`);
       for (const build of found) await this.seen(build);
@@ -184,6 +190,16 @@ export class BuildbotFollower {
       }
       if (found.length < SCAN_PAGE) return;
     }
+  }
+
+  /** The cursor, set on first sight to the master's newest build: its history before the proxy is not the comparison's. */
+  private async startCursor(): Promise<number> {
+    if (this.cursor === undefined) {
+      const newest = await this.readBuilds('order=-buildid&limit=1');
+      this.cursor = newest[0]?.buildid ?? 0;
+      await this.deps.store.setTrackingCursor(this.backend.name, this.cursor);
+    }
+    return this.cursor;
   }
 
   /** Open builds the master no longer lists as unfinished have finished: read and recorded. */
