@@ -15,6 +15,9 @@
  *   is only ever used through exec(), so closing it releases the lock at once.
  * - Calls are synchronous inside: each method runs to its end on the event
  *   loop, so no two of them interleave and a read after a resolved write sees it.
+ *   The one exception is `outcomes()`, which reads a long window in slices with
+ *   the event loop free between them (writes may land in between; each slice
+ *   is consistent, and no row is read twice or skipped).
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -24,6 +24,51 @@ export function sequenceName(kind: IdKind): string {
   return `minted_${kind}_id`;
 }
 
+/**
+ * Migration 3's tables, the same in both dialects but for the integer types:
+ * epoch ms and ids are `bigint`, a Buildbot result code `small`. Part of a
+ * released migration: never edited, like the SQL spelled out below.
+ */
+function buildTrackingTables(bigint: string, small: string): string[] {
+  return [
+    `CREATE TABLE build_outcome (
+      backend TEXT NOT NULL,
+      build_key TEXT NOT NULL,
+      job_type TEXT NOT NULL,
+      result ${small} NOT NULL CHECK (result BETWEEN 0 AND 6),
+      submitted_at ${bigint},
+      started_at ${bigint} NOT NULL,
+      finished_at ${bigint} NOT NULL,
+      origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
+      recorded_at ${bigint} NOT NULL,
+      PRIMARY KEY (backend, build_key)
+    )`,
+    // A window of outcomes, all or of one job type, read in the order outcomes() returns it.
+    `CREATE INDEX build_outcome_finished ON build_outcome (finished_at, backend, build_key)`,
+    `CREATE INDEX build_outcome_job_type ON build_outcome (job_type, finished_at, backend, build_key)`,
+    `CREATE TABLE tracked_request (
+      backend TEXT NOT NULL,
+      buildrequest_id ${bigint} NOT NULL,
+      job_type TEXT NOT NULL,
+      submitted_at ${bigint} NOT NULL,
+      PRIMARY KEY (backend, buildrequest_id)
+    )`,
+    `CREATE INDEX tracked_request_age ON tracked_request (backend, submitted_at, buildrequest_id)`,
+    `CREATE TABLE open_build (
+      backend TEXT NOT NULL,
+      buildid ${bigint} NOT NULL,
+      buildrequest_id ${bigint} NOT NULL,
+      job_type TEXT NOT NULL,
+      submitted_at ${bigint},
+      started_at ${bigint} NOT NULL,
+      origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
+      PRIMARY KEY (backend, buildid)
+    )`,
+    `CREATE INDEX open_build_age ON open_build (backend, started_at, buildid)`,
+    `CREATE TABLE tracking_cursor (backend TEXT PRIMARY KEY, buildid ${bigint} NOT NULL)`,
+  ];
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -130,82 +175,16 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 3,
     description: 'build tracking: when to poll each task next, finished builds, awaited buildrequests, open builds, scan cursors',
     sqlite: [
-      // 0 for the tasks already there: due at once, so the first poll after the upgrade looks at every one.
+      // 0 for the tasks already there, and for new ones until their first status: due at once.
       `ALTER TABLE task ADD COLUMN next_check_at INTEGER NOT NULL DEFAULT 0`,
       `CREATE INDEX task_due ON task (next_check_at, buildrequest_id) WHERE state = 'created' AND final = 0`,
-      `CREATE TABLE build_outcome (
-        backend TEXT NOT NULL,
-        build_key TEXT NOT NULL,
-        job_type TEXT NOT NULL,
-        result INTEGER NOT NULL CHECK (result BETWEEN 0 AND 6),
-        submitted_at INTEGER,
-        started_at INTEGER NOT NULL,
-        finished_at INTEGER NOT NULL,
-        origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
-        recorded_at INTEGER NOT NULL,
-        PRIMARY KEY (backend, build_key)
-      )`,
-      `CREATE INDEX build_outcome_finished ON build_outcome (finished_at, backend, build_key)`,
-      `CREATE INDEX build_outcome_job_type ON build_outcome (job_type, finished_at, backend, build_key)`,
-      `CREATE TABLE tracked_request (
-        backend TEXT NOT NULL,
-        buildrequest_id INTEGER NOT NULL,
-        job_type TEXT NOT NULL,
-        submitted_at INTEGER NOT NULL,
-        PRIMARY KEY (backend, buildrequest_id)
-      )`,
-      `CREATE INDEX tracked_request_age ON tracked_request (backend, submitted_at, buildrequest_id)`,
-      `CREATE TABLE open_build (
-        backend TEXT NOT NULL,
-        buildid INTEGER NOT NULL,
-        buildrequest_id INTEGER NOT NULL,
-        job_type TEXT NOT NULL,
-        submitted_at INTEGER,
-        started_at INTEGER NOT NULL,
-        origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
-        PRIMARY KEY (backend, buildid)
-      )`,
-      `CREATE INDEX open_build_age ON open_build (backend, started_at, buildid)`,
-      `CREATE TABLE tracking_cursor (backend TEXT PRIMARY KEY, buildid INTEGER NOT NULL)`,
+      ...buildTrackingTables('INTEGER', 'INTEGER'),
     ],
     postgres: [
       // A constant default: PostgreSQL adds the column without rewriting the table.
       `ALTER TABLE task ADD COLUMN next_check_at BIGINT NOT NULL DEFAULT 0`,
       `CREATE INDEX task_due ON task (next_check_at, buildrequest_id) WHERE state = 'created' AND NOT final`,
-      `CREATE TABLE build_outcome (
-        backend TEXT NOT NULL,
-        build_key TEXT NOT NULL,
-        job_type TEXT NOT NULL,
-        result SMALLINT NOT NULL CHECK (result BETWEEN 0 AND 6),
-        submitted_at BIGINT,
-        started_at BIGINT NOT NULL,
-        finished_at BIGINT NOT NULL,
-        origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
-        recorded_at BIGINT NOT NULL,
-        PRIMARY KEY (backend, build_key)
-      )`,
-      `CREATE INDEX build_outcome_finished ON build_outcome (finished_at, backend, build_key)`,
-      `CREATE INDEX build_outcome_job_type ON build_outcome (job_type, finished_at, backend, build_key)`,
-      `CREATE TABLE tracked_request (
-        backend TEXT NOT NULL,
-        buildrequest_id BIGINT NOT NULL,
-        job_type TEXT NOT NULL,
-        submitted_at BIGINT NOT NULL,
-        PRIMARY KEY (backend, buildrequest_id)
-      )`,
-      `CREATE INDEX tracked_request_age ON tracked_request (backend, submitted_at, buildrequest_id)`,
-      `CREATE TABLE open_build (
-        backend TEXT NOT NULL,
-        buildid BIGINT NOT NULL,
-        buildrequest_id BIGINT NOT NULL,
-        job_type TEXT NOT NULL,
-        submitted_at BIGINT,
-        started_at BIGINT NOT NULL,
-        origin TEXT NOT NULL CHECK (origin IN ('proxy', 'tracked')),
-        PRIMARY KEY (backend, buildid)
-      )`,
-      `CREATE INDEX open_build_age ON open_build (backend, started_at, buildid)`,
-      `CREATE TABLE tracking_cursor (backend TEXT PRIMARY KEY, buildid BIGINT NOT NULL)`,
+      ...buildTrackingTables('BIGINT', 'SMALLINT'),
     ],
   },
 ];
