@@ -8,7 +8,8 @@ import type { Logger } from '../logging/logger.js';
 import { decide } from '../routing/decide.js';
 import { gatherFacts } from './facts.js';
 import { createProxyHandler, hasDuplicateHost, originFormTarget, requestIdOf, type ProxyDeps } from './handler.js';
-import { createUpgradeForwarder } from '../upstream/websocket.js';
+import { closeUpgradesWithServer, createUpgradeForwarder } from '../upstream/websocket.js';
+import type { LiveEvents } from '../live/hub.js';
 import { BodyBudget, DEFAULT_MAX_HELD_BODY_BYTES } from './body-budget.js';
 import { BodyIdleTimer, DEFAULT_CLIENT_BODY_IDLE_TIMEOUT_MS } from './body-timeout.js';
 import { isWebSocketUpgrade, serveAsPlainRequest } from './plain-upgrade.js';
@@ -28,6 +29,8 @@ export interface ProxyServerOptions {
    * does not fit is answered 503 PROXY_BUSY with Retry-After, and not sent.
    */
   maxHeldBodyBytes?: number;
+  /** The queue's live events: with it, the web UI's `/ws` is relayed by the proxy while it has queue work (src/live/). */
+  live?: LiveEvents;
 }
 
 /** `shouldUpgradeCallback` arrived in node 24.9; the types of older node do not know it. */
@@ -59,7 +62,8 @@ export function createProxyServer(deps: ProxyDeps, options: ProxyServerOptions =
   };
   const server = http.createServer(serverOptions, handler);
   server.on('close', () => bodies.close());
-  const forwardUpgrade = createUpgradeForwarder(deps.logger);
+  const upgrades = createUpgradeForwarder(deps.logger, options.live && { hub: options.live, upstream: deps.upstream, active: () => deps.translator?.() !== undefined });
+  closeUpgradesWithServer(server, upgrades);
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());
@@ -74,7 +78,7 @@ export function createProxyServer(deps: ProxyDeps, options: ProxyServerOptions =
       .then(({ facts }) => {
         const decision = decide(table, facts);
         deps.logger.info('upgrade', { requestId, path: pathname, backend: decision.backend.name, jobType: decision.jobType, reason: decision.reason });
-        forwardUpgrade(req, socket, head, decision.backend, requestId);
+        upgrades.forward({ req, socket, head, backend: decision.backend, table, target, pathname, requestId });
       })
       .catch(() => socket.destroy());
   });
