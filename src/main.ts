@@ -22,6 +22,7 @@ import { HealthMonitor } from './resilience/health.js';
 import { Shadower } from './shadow/shadow.js';
 import { createProxyServer } from './ingress/server.js';
 import { QueueWork } from './taskcluster/queue-work.js';
+import { LiveEvents } from './live/hub.js';
 
 export interface StartOptions {
   configFile: string;
@@ -114,7 +115,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
   const builders = new BuilderDirectory(upstream, {
     onError: (error, backend) => logger.warn('builder id lookup failed; requests by builder id go to the default backend', { backend: backend.name, url: backend.url, error: error.message }),
   });
-  const queues = new QueueWork(upstream, builders, metrics, logger, options, (translator) => {
+  const live = new LiveEvents({ logger, store: () => queues.openedStore() });
+  const queues: QueueWork = new QueueWork(upstream, builders, metrics, logger, { ...options, observers: [live.observer] }, (translator) => {
     shadower.translatedCopy = (backend, decision, table, request, limit) => translator.copy(backend, decision.route, table, request, limit);
   });
   await queues.follow(initial);
@@ -171,6 +173,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     ...(options.clientHeadersTimeoutMs ? { clientHeadersTimeoutMs: options.clientHeadersTimeoutMs } : {}),
     ...(options.clientBodyIdleTimeoutMs !== undefined ? { clientBodyIdleTimeoutMs: options.clientBodyIdleTimeoutMs } : {}),
     ...(options.maxHeldBodyBytes !== undefined ? { maxHeldBodyBytes: options.maxHeldBodyBytes } : {}),
+    live,
   });
   // A start that fails part-way (a port taken) leaves nothing behind: no listener, probe, timer or connection.
   const abandon = async () => {
