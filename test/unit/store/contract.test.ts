@@ -274,7 +274,7 @@ function contract(name: string, harness: () => Harness): void {
       const [buildset, tasks] = buildsetOf(bsid!, brids.map((brid, i) => ({ brid, builder: 'b', at: 1_000 + i })));
       await store.recordBuildset(buildset, tasks);
       for (const t of tasks.slice(0, 5)) await store.setTaskState(t.taskId, 'created', null);
-      const [t0, t1, t2, t3, t4, pending] = tasks.map((t) => t.taskId);
+      const [t0, t1, t2, t3, t4] = tasks.map((t) => t.taskId); // the sixth stays pending: never polled
       const due = async (by: number, limit = 10) => (await store.unfinishedTasks(limit, by)).map((t) => t.buildrequestId);
 
       await store.saveStatus(t0!, '{"state":"running"}', false, 1_000, 5_000);
@@ -282,7 +282,6 @@ function contract(name: string, harness: () => Harness): void {
       await store.saveStatus(t2!, '{"state":"running"}', false, 2_000); // no next check: due from `at`
       // t3 never had a status: due at once.
       await store.saveStatus(t4!, '{"state":"completed"}', true, 1_500, 1_500); // final: never due again
-      expect(pending).to.not.equal(undefined);
 
       expect(await due(1_999)).to.deep.equal([brids[3]]);
       expect(await due(2_999)).to.deep.equal([brids[3], brids[2]]);
