@@ -86,17 +86,30 @@ export function dashboardQueries(dashboard: Dashboard): DashboardQuery[] {
 /**
  * A dashboard expression as Grafana would send it: `$__rate_interval` becomes
  * `rateInterval`, the job-type variable `jobType` (default: its All value
- * `.*`). Whatever `$` remains is a variable Grafana would have filled in and
- * this did not.
+ * `.*`), the build comparison's window `buildWindow` (default: the
+ * dashboard's, 6h, the alerts' window). Whatever `$` remains is a variable
+ * Grafana would have filled in and this did not.
  */
-export function substituteGrafanaVariables(expr: string, rateInterval: string, jobType = '.*'): string {
+export function substituteGrafanaVariables(expr: string, rateInterval: string, jobType = '.*', buildWindow = '6h'): string {
   return expr
     .replaceAll('$__rate_interval', rateInterval)
     .replaceAll('${__rate_interval}', rateInterval)
     .replaceAll('$__interval', rateInterval)
     .replaceAll('$__range', rateInterval)
+    .replaceAll('${build_window}', buildWindow)
+    .replaceAll('$build_window', buildWindow)
     .replaceAll('${job_type}', jobType)
     .replaceAll('$job_type', jobType);
+}
+
+/**
+ * Whether a query reads the build metrics (strangler_builds_*, strangler_build_*):
+ * the rows "Builds: new vs legacy", proven against a real Prometheus by
+ * test/e2e/prometheus-builds.test.ts, which feeds builds; the request traffic
+ * of test/e2e/prometheus.test.ts has none.
+ */
+export function readsBuildMetrics(expr: string): boolean {
+  return metricNamesIn(expr).some((name) => /^strangler_builds?_/.test(name));
 }
 
 export interface AlertRule {
@@ -108,7 +121,7 @@ export interface AlertRule {
 }
 
 export interface RuleFile {
-  groups: Array<{ name: string; rules: Array<AlertRule | { record: string; expr: string }> }>;
+  groups: Array<{ name: string; rules: Array<AlertRule | RecordingRule> }>;
 }
 
 export function readAlertsText(): string {
@@ -118,6 +131,18 @@ export function readAlertsText(): string {
 export function alertRules(text: string = readAlertsText()): AlertRule[] {
   const file = parse(text) as RuleFile;
   return file.groups.flatMap((g) => g.rules).filter((r): r is AlertRule => 'alert' in r);
+}
+
+export interface RecordingRule {
+  record: string;
+  expr: string;
+  labels?: Record<string, string>;
+}
+
+/** The recording rules, in file order (a name may be recorded by several rules, one per label set). */
+export function recordingRules(text: string = readAlertsText()): RecordingRule[] {
+  const file = parse(text) as RuleFile;
+  return file.groups.flatMap((g) => g.rules).filter((r): r is RecordingRule => 'record' in r);
 }
 
 /** GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to dashes. */
@@ -142,9 +167,17 @@ export function runbookSections(): Map<string, { heading: string; body: string }
   return out;
 }
 
-/** The `strangler_*` metric names an expression reads, histogram series (_bucket, _count, _sum) included as written. */
+/**
+ * The `strangler_*` metric names an expression reads, histogram series (_bucket, _count, _sum) included as written;
+ * not the middle of a recorded series' name (`job_type_side:strangler_builds_counted:increase6h`).
+ */
 export function metricNamesIn(expr: string): string[] {
-  return [...new Set([...expr.matchAll(/\bstrangler_[a-z0-9_]+/g)].map((m) => m[0]))];
+  return [...new Set([...expr.matchAll(/(?<![\w:])strangler_[a-z0-9_]+(?![\w:])/g)].map((m) => m[0]))];
+}
+
+/** The recorded series (`level:metric:operations`) an expression reads. */
+export function recordedNamesIn(expr: string): string[] {
+  return [...new Set([...expr.matchAll(/(?<![\w:])[a-z_][a-z0-9_]*:[a-z0-9_:]*[a-z0-9_](?![\w:])/g)].map((m) => m[0]))];
 }
 
 /** A series name back to the metric that produces it: strangler_x_seconds_bucket -> strangler_x_seconds. */

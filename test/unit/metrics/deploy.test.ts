@@ -18,6 +18,8 @@ import {
   dashboardQueries,
   metricNamesIn,
   readDashboard,
+  recordedNamesIn,
+  recordingRules,
   runbookSections,
   type Dashboard,
 } from '../../support/deploy.js';
@@ -31,6 +33,10 @@ function backendNameMatchers(expr: string): string[] {
 
 /** The join the rules use to keep one side's series: legacy or new as strangler_backend_info says, one series per backend. */
 const SIDE_JOIN = /and on \(backend\) max by \(backend\) \(max_over_time\(strangler_backend_info\{legacy="(true|false)"\}\[10m\]\)\)/g;
+/** The dashboard's side join: the same, at each point (a dashboard has no `for:` clock to protect). */
+const DASHBOARD_SIDE_JOIN = /and on \(backend\) max by \(backend\) \(strangler_backend_info\{legacy="(true|false)"\}\)/g;
+/** The metrics the build comparison counts over the build window: builds by result, and the duration and wait histograms. */
+const BUILD_COMPARISON = /\b(strangler_builds_finished_total|strangler_build_duration_seconds_bucket|strangler_build_wait_seconds_bucket)\{/;
 
 async function catalogue(): Promise<Map<string, string[]>> {
   const metrics = new ProxyMetrics({ defaultMetrics: false });
@@ -86,10 +92,12 @@ describe('deploy/grafana/strangler-dashboard.json', () => {
     for (const p of panels) expect(p, `panel "${p.title}"`).to.have.property('gridPos');
   });
 
-  it('uses $__rate_interval for every range and filters every job-typed metric by $job_type', () => {
+  it('uses $__rate_interval for every range ($build_window for builds) and filters every job-typed metric by $job_type', () => {
     const problems: string[] = [];
     for (const q of dashboardQueries(dashboard)) {
-      for (const m of q.expr.matchAll(/\[([^\]]*)\]/g)) if (m[1] !== '$__rate_interval') problems.push(`${q.panel} ${q.refId}: range [${m[1]}]`);
+      // Builds are few: the comparison counts them over the build window, never over a rate interval of a minute.
+      const range = BUILD_COMPARISON.test(q.expr) ? '$build_window' : '$__rate_interval';
+      for (const m of q.expr.matchAll(/\[([^\]]*)\]/g)) if (m[1] !== range) problems.push(`${q.panel} ${q.refId}: range [${m[1]}], expected [${range}]`);
       for (const m of q.expr.matchAll(/\b(strangler_[a-z0-9_]+)(\{[^}]*\})?/g)) {
         const labels = known.get(baseMetricName(m[1]!, new Set(known.keys())));
         if (labels?.includes('job_type') && !(m[2] ?? '').includes('job_type=~"$job_type"')) problems.push(`${q.panel} ${q.refId}: ${m[1]} not filtered by job_type=~"$job_type"`);
@@ -148,6 +156,52 @@ describe('deploy/grafana/strangler-dashboard.json', () => {
     const named = dashboardQueries(dashboard).flatMap((q) => backendNameMatchers(q.expr).map((m) => `${q.panel} ${q.refId}: ${m}`));
     expect(named).to.deep.equal([]);
   });
+
+  it('has a build window variable whose default is the alerts\' 6 hours', () => {
+    const window = dashboard.templating.list.find((v) => v['name'] === 'build_window');
+    expect(window, 'variable "build_window"').to.include({ type: 'custom', multi: false, includeAll: false });
+    expect(String(window!['query']).split(',')).to.include.members(['1h', '6h', '1d', '7d']);
+    expect((window!['current'] as { value: string }).value).to.equal('6h');
+  });
+
+  it('compares the builds of the two sides per job type: pass rate, duration p50 and p95, wait p95, and each difference', () => {
+    const queries = dashboardQueries(dashboard).filter((q) => BUILD_COMPARISON.test(q.expr) || /strangler_builds_in_flight/.test(q.expr));
+    const problems: string[] = [];
+    // Each side by the join on strangler_backend_info, every counted series of it: none mixes the sides.
+    for (const q of queries.filter((x) => !/\bby \(backend\b/.test(x.expr))) {
+      const terms = (q.expr.match(/\bincrease\(|\bstrangler_builds_in_flight\{/g) ?? []).length;
+      const joins = [...q.expr.matchAll(DASHBOARD_SIDE_JOIN)].length;
+      if (terms !== joins) problems.push(`${q.panel} ${q.refId}: ${terms} counted terms, ${joins} joins on strangler_backend_info`);
+    }
+    expect(problems, 'side joins').to.deep.equal([]);
+    const sides = (q: { expr: string }) => [...new Set([...q.expr.matchAll(DASHBOARD_SIDE_JOIN)].map((m) => m[1]))].sort().join(',');
+    const find = (what: string, pattern: RegExp) => {
+      const found = queries.filter((q) => pattern.test(q.expr));
+      return { what, legacy: found.filter((q) => sides(q) === 'true'), fresh: found.filter((q) => sides(q) === 'false'), difference: found.filter((q) => sides(q) === 'false,true' && /\n-\n/.test(q.expr)) };
+    };
+    const passRate = /result=~"success\|warnings"\}[\s\S]*\/[\s\S]*result=~"success\|warnings\|failure\|exception"\}/;
+    for (const f of [
+      find('pass rate', passRate),
+      find('duration p50', /histogram_quantile\(0\.5, sum by \(le, job_type\) \(\s*increase\(strangler_build_duration_seconds_bucket/),
+      find('duration p95', /histogram_quantile\(0\.95, sum by \(le, job_type\) \(\s*increase\(strangler_build_duration_seconds_bucket/),
+      find('wait p95', /histogram_quantile\(0\.95, sum by \(le, job_type\) \(\s*increase\(strangler_build_wait_seconds_bucket/),
+    ]) {
+      // In the table of every job type, and in the row repeated per job type.
+      for (const [side, found] of [['legacy', f.legacy], ['new', f.fresh], ['new minus legacy', f.difference]] as const) {
+        if (!found.some((q) => q.repeat === 'job_type')) problems.push(`${f.what} of the ${side} side: no panel in the row repeated per job type`);
+        if (!found.some((q) => q.repeat === undefined)) problems.push(`${f.what} of the ${side} side: not in the table of every job type`);
+      }
+    }
+    expect(problems, 'comparisons').to.deep.equal([]);
+    const table = allPanels(dashboard).find((p) => p.type === 'table' && (p.targets ?? []).some((t) => BUILD_COMPARISON.test(t.expr ?? '')));
+    expect(table, 'a table of the build comparison').to.not.equal(undefined);
+    for (const t of table!.targets!) expect(t, `table query ${t.refId}`).to.include({ instant: true, format: 'table' });
+    const uses = (pattern: RegExp) => dashboardQueries(dashboard).filter((q) => pattern.test(q.expr));
+    expect(uses(/sum by \(result\) \(\s*increase\(strangler_builds_finished_total\{/), 'builds finished by result').to.not.be.empty;
+    expect(uses(/strangler_builds_in_flight/), 'builds in flight').to.not.be.empty;
+    expect(uses(/strangler_build_tracking_lag_seconds_bucket/), 'tracking lag').to.not.be.empty;
+    expect(uses(/sum by \(backend, operation\) \(rate\(strangler_build_tracking_errors_total\[/), 'tracking errors').to.not.be.empty;
+  });
 });
 
 describe('deploy/prometheus/alerts.yml', () => {
@@ -156,13 +210,17 @@ describe('deploy/prometheus/alerts.yml', () => {
     known = await catalogue();
   });
 
-  it('has the four alerts, each with severity, summary, description and a runbook section', () => {
+  it('has the eight alerts, each with severity, summary, description and a runbook section', () => {
     const rules = alertRules();
     expect(rules.map((r) => r.alert)).to.have.members([
       'StranglerNewBackendErrorRatioAboveLegacy',
       'StranglerNewBackendLatencyRegression',
       'StranglerBackendDown',
       'StranglerConfigReloadFailed',
+      'StranglerNewSideBuildPassRateBelowLegacy',
+      'StranglerNewSideBuildsSlowerThanLegacy',
+      'StranglerBuildTrackingFailing',
+      'StranglerBuildTrackingLagging',
     ]);
     const sections = runbookSections();
     const problems: string[] = [];
@@ -190,14 +248,42 @@ describe('deploy/prometheus/alerts.yml', () => {
     expect(stale).to.deep.equal([]);
   });
 
-  it('reads only metrics of the catalogue', () => {
+  it('reads only metrics of the catalogue, and only series its recording rules record', () => {
     const names = new Set(known.keys());
-    const unknown = alertRules().flatMap((r) => metricNamesIn(r.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${r.alert}: ${n}`));
+    const rules = [...alertRules().map((r) => ({ name: r.alert, expr: r.expr })), ...recordingRules().map((r) => ({ name: r.record, expr: r.expr }))];
+    const unknown = rules.flatMap((r) => metricNamesIn(r.expr).filter((n) => !names.has(baseMetricName(n, names))).map((n) => `${r.name}: ${n}`));
     expect(unknown).to.deep.equal([]);
+    const recorded = new Set(recordingRules().map((r) => r.record));
+    const unrecorded = rules.flatMap((r) => recordedNamesIn(r.expr).filter((n) => !recorded.has(n)).map((n) => `${r.name}: ${n}`));
+    expect(unrecorded, 'recorded series no rule records').to.deep.equal([]);
+  });
+
+  it('records each side of a build comparison by joining every increase on strangler_backend_info, the side label matching the legacy flag', () => {
+    const problems: string[] = [];
+    const sided = recordingRules().filter((r) => r.labels?.['side'] !== undefined);
+    expect(sided.length, 'recording rules with a side label').to.be.at.least(6);
+    for (const r of sided) {
+      const side = r.labels!['side'];
+      const want = side === 'legacy' ? 'true' : side === 'new' ? 'false' : undefined;
+      if (!want) problems.push(`${r.record}: side "${side}"`);
+      const increases = r.expr.match(/\bincrease\(/g)?.length ?? 0;
+      const joins = [...r.expr.matchAll(SIDE_JOIN)].map((m) => m[1]);
+      if (increases === 0 || joins.length !== increases) problems.push(`${r.record}{side="${side}"}: ${increases} increase() terms, ${joins.length} joins`);
+      if (joins.some((j) => j !== want)) problems.push(`${r.record}{side="${side}"}: joins legacy=${JSON.stringify(joins)}`);
+      // A series the rule reads back is of its own side.
+      for (const m of r.expr.matchAll(/\{side="([a-z]+)"\}/g)) if (m[1] !== side) problems.push(`${r.record}{side="${side}"}: reads side="${m[1]}"`);
+      // The other side's rule is this one with the flag turned over: the two cannot drift apart.
+      const twinSide = side === 'legacy' ? 'new' : 'legacy';
+      const twin = sided.find((o) => o.record === r.record && o.labels!['side'] === twinSide);
+      const turned = r.expr.replaceAll(`legacy="${want}"`, `legacy="${want === 'true' ? 'false' : 'true'}"`).replaceAll(`side="${side}"`, `side="${twinSide}"`);
+      if (twin?.expr !== turned) problems.push(`${r.record}{side="${side}"}: no side="${twinSide}" rule that is the same with the flag turned over`);
+    }
+    expect(problems).to.deep.equal([]);
   });
 
   it('names no backend, in expressions or annotations: legacy and new come from strangler_backend_info', () => {
     const problems: string[] = [];
+    for (const r of recordingRules()) for (const m of backendNameMatchers(r.expr)) problems.push(`${r.record}: ${m}`);
     for (const r of alertRules()) {
       for (const m of backendNameMatchers(r.expr)) problems.push(`${r.alert}: ${m}`);
       // The old convention's name, as a backend (the prose may say "the Buildbot master").
