@@ -24,7 +24,8 @@ import {
   isMintedId, MINTED_ID_LIMIT, type BuildRecord, type BuildsetRecord, type IdKind, type Page, type SourceStampRecord, type Store,
   type TaskRecord, type TaskState,
 } from './store.js';
-import { buildidOfKey, OPEN_BUILD_COLUMNS, OUTCOME_COLUMNS, outcomesSql, TRACKED_REQUEST_COLUMNS } from './tracking-rows.js';
+import { OPEN_BUILD_COLUMNS, OUTCOME_COLUMNS, outcomesSql, TRACKED_REQUEST_COLUMNS } from './tracking-rows.js';
+import { buildidOfKey } from '../tracking/outcome.js';
 
 type Row = Record<string, unknown>;
 

@@ -1,21 +1,10 @@
 /**
  * What both store implementations share about the build-tracking tables
- * (migration 3): how an outcome's key names the open build it closes, and how
- * a query of outcomes becomes SQL.
+ * (migration 3): their columns, and how a query of outcomes becomes SQL. An
+ * outcome's key names the open build it closes (buildidOfKey in
+ * src/tracking/outcome.ts).
  */
 import type { BuildOutcome, OutcomeQuery } from '../tracking/outcome.js';
-
-/**
- * The buildid in a Buildbot-API backend's build key (`build:<buildid>`): the
- * open build that recording its outcome closes. Undefined for a queue's
- * `<taskId>/<runId>`, which never has an open build row.
- */
-export function buildidOfKey(buildKey: string): number | undefined {
-  const match = /^build:(\d{1,16})$/.exec(buildKey);
-  if (match === null) return undefined;
-  const buildid = Number(match[1]);
-  return Number.isSafeInteger(buildid) ? buildid : undefined;
-}
 
 export const OUTCOME_COLUMNS = 'backend, build_key, job_type, result, submitted_at, started_at, finished_at, origin, recorded_at';
 export const OPEN_BUILD_COLUMNS = 'backend, buildid, buildrequest_id, job_type, submitted_at, started_at, origin';

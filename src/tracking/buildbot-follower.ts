@@ -21,7 +21,7 @@ import type { Store } from '../store/store.js';
 import { isResultCode, RETRY } from '../taskcluster/results.js';
 import type { CloseEvent, MessageEvent, WebSocket } from 'undici';
 import type { Upstream } from '../upstream/upstream.js';
-import type { BuildOutcome, OpenBuild, TrackedRequest } from './outcome.js';
+import { buildbotBuildKey, type BuildOutcome, type OpenBuild, type TrackedRequest } from './outcome.js';
 
 /** What a round needs of a build (`GET /api/v2/builds`). */
 interface BuildbotBuild {
@@ -258,7 +258,7 @@ export class BuildbotFollower {
     }
     await this.deps.record({
       backend: this.backend.name,
-      buildKey: `build:${build.buildid}`,
+      buildKey: buildbotBuildKey(build.buildid),
       jobType,
       result: build.results,
       submittedAt,
@@ -349,6 +349,7 @@ export class BuildbotFollower {
     socket.addEventListener('open', () => {
       opened = true;
       this.eventsDown = false;
+      this.deps.logger.info('following a backend\'s build events', { backend: this.backend.name });
       this.reconnectDelay = RECONNECT_MIN_MS;
       socket.send(JSON.stringify({ cmd: 'startConsuming', path: 'builds/*/*', _id: 1 }));
       // Whatever happened while no events could arrive is found by a round now.

@@ -31,6 +31,24 @@ export interface BuildOutcome {
   recordedAt: number;
 }
 
+/** The key of a build on a Buildbot-API backend: `build:<buildid>`. */
+export function buildbotBuildKey(buildid: number): string {
+  return `build:${buildid}`;
+}
+
+/** The buildid in a Buildbot-API backend's build key, or undefined for another kind of key (a queue's `<taskId>/<runId>`). */
+export function buildidOfKey(buildKey: string): number | undefined {
+  const match = /^build:(\d{1,16})$/.exec(buildKey);
+  if (match === null) return undefined;
+  const buildid = Number(match[1]);
+  return Number.isSafeInteger(buildid) ? buildid : undefined;
+}
+
+/** The key of a queue run: `<taskId>/<runId>`. */
+export function queueRunKey(taskId: string, runId: number): string {
+  return `${taskId}/${runId}`;
+}
+
 export interface OutcomeQuery {
   /** Epoch ms, inclusive: builds that finished at or after. */
   since: number;

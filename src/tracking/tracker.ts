@@ -24,7 +24,7 @@ import type { QueueTaskStatus } from '../taskcluster/queue-types.js';
 import { RESULT_NAMES, resultOfRun } from '../taskcluster/results.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { BuildbotFollower } from './buildbot-follower.js';
-import type { BuildOutcome } from './outcome.js';
+import { queueRunKey, type BuildOutcome } from './outcome.js';
 
 export const DEFAULT_TRACKING_INTERVAL_MS = 5_000;
 /** Queue runs remembered as recorded, so a task read again does not ask the store again; past it the memory starts over (the store still refuses doubles). */
@@ -177,7 +177,7 @@ export class BuildTracker {
 
   private async queueRunsSeen(task: TaskRecord, status: QueueTaskStatus): Promise<void> {
     for (const [runId, run] of status.runs.entries()) {
-      const key = `${task.taskId}/${runId}`;
+      const key = queueRunKey(task.taskId, runId);
       if (this.recordedRuns.has(key)) continue;
       const result = resultOfRun(run, status.runs[runId + 1]);
       // A run that never started (cancelled while pending) was never a build.

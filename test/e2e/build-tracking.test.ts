@@ -206,6 +206,9 @@ ${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-ex
       throw new Error(`${error.message}: ${JSON.stringify(await inFlight())}`);
     });
     const after = await metricsText();
+    // The real master's /ws events were followed (an events outage would be counted), and no step failed.
+    expect(output).to.include("following a backend's build events");
+    expect([...samples(before, 'strangler_build_tracking_errors_total'), ...samples(after, 'strangler_build_tracking_errors_total')].filter(([, v]) => v > 0)).to.deep.equal([]);
 
     // Durations and waits: exactly what the master and the queue say of the same builds.
     const observed = (metric: string, text: string): Counts => {
