@@ -38,7 +38,6 @@ const DEFAULT_PING_INTERVAL_MS = 30_000;
 interface Connection {
   client: WebSocket;
   master: UpstreamSocket;
-  subscriptions: Subscriptions;
   answeredPing: boolean;
   done: () => void;
 }
@@ -157,7 +156,7 @@ export class LiveRelay {
 
   private connect(client: WebSocket, master: UpstreamSocket, requestId: string): void {
     const subscriptions = new Subscriptions();
-    const connection: Connection = { client, master, subscriptions, answeredPing: true, done: () => undefined };
+    const connection: Connection = { client, master, answeredPing: true, done: () => undefined };
     const unlisten = this.hub.add({
       wants: (key) => (client.readyState === WebSocket.OPEN ? subscriptions.count(key) : 0),
       send: (text) => this.toClient(connection, text, false),
