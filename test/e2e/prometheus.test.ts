@@ -52,7 +52,7 @@ import {
   type AlertRule,
   type RuleFile,
 } from '../support/deploy.js';
-import { promtool, requirePrometheus, startPrometheus, type PromAlert, type TestPrometheus } from '../support/prometheus.js';
+import { firing, promtool, requirePrometheus, rulesForTest, startPrometheus, waitForAlerts, type TestPrometheus } from '../support/prometheus.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
 import { freePort, startUpstream, type Received, type TestUpstream } from '../support/upstream.js';
 
@@ -129,16 +129,6 @@ function config(legacyUrl: string, newUrl: string, deadUrl: string): string {
  * dashboard check.
  */
 const RATE_INTERVAL = '1m';
-
-/**
- * alerts.yml with every `for:` cut to 1 s, so alerts fire within the test
- * (at the second evaluation, evaluation_interval being 1 s). Only the `for:`
- * lines change: the test checks below that every expression is exactly the
- * one of deploy/prometheus/alerts.yml.
- */
-function rulesForTest(original: string): string {
-  return original.replace(/^(\s*)for:\s*\S+\s*$/gm, '$1for: 1s');
-}
 
 interface UpstreamMode {
   delayMs: number;
@@ -271,27 +261,6 @@ function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-const firing = (alerts: PromAlert[], name: string, labels: Record<string, string> = {}) =>
-  alerts.find((a) => a.state === 'firing' && a.labels['alertname'] === name && Object.entries(labels).every(([k, v]) => a.labels[k] === v));
-
-/** Waits for `probe` to find what it wants among the alerts; on timeout, says which alerts there were. */
-async function waitForAlerts<T>(p: TestPrometheus, probe: (alerts: PromAlert[]) => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
-  let last: PromAlert[] = [];
-  try {
-    return await waitFor(
-      async () => {
-        last = await p.alerts();
-        return probe(last);
-      },
-      timeoutMs,
-      what,
-    );
-  } catch (error) {
-    const seen = last.map((a) => `${a.labels['alertname']}{${Object.entries(a.labels).filter(([k]) => k !== 'alertname').map(([k, v]) => `${k}=${v}`).join(',')}} ${a.state} ${a.value}`);
-    throw new Error(`${(error as Error).message}; alerts at the end: ${seen.length ? seen.join('; ') : 'none'}`);
   }
 }
 

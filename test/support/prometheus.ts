@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './upstream.js';
 import { onPath } from './on-path.js';
+import { waitFor } from './proxy.js';
 
 const INSTALL_HINT = 'install it with `apt-get install -y prometheus` or `bash scripts/install-system-deps.sh prometheus`';
 
@@ -326,4 +327,38 @@ async function waitReady(url: string, proc: Started, readLog: () => string): Pro
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`prometheus not ready within 30 s at ${url}/-/ready; log tail:\n${readLog().slice(-2000)}`);
+}
+
+/**
+ * alerts.yml with every `for:` cut to 1 s, so alerts fire within a test (at
+ * the second evaluation, evaluation_interval being 1 s). Only the `for:`
+ * lines change: test/e2e/prometheus.test.ts checks that every expression is
+ * exactly the one of deploy/prometheus/alerts.yml. Windows stay as written:
+ * a test's few minutes of data all fall inside them.
+ */
+export function rulesForTest(original: string): string {
+  return original.replace(/^(\s*)for:\s*\S+\s*$/gm, '$1for: 1s');
+}
+
+/** The firing alert called `name` with these labels, if any. */
+export function firing(alerts: PromAlert[], name: string, labels: Record<string, string> = {}): PromAlert | undefined {
+  return alerts.find((a) => a.state === 'firing' && a.labels['alertname'] === name && Object.entries(labels).every(([k, v]) => a.labels[k] === v));
+}
+
+/** Waits for `probe` to find what it wants among the alerts; on timeout, says which alerts there were. */
+export async function waitForAlerts<T>(p: TestPrometheus, probe: (alerts: PromAlert[]) => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+  let last: PromAlert[] = [];
+  try {
+    return await waitFor(
+      async () => {
+        last = await p.alerts();
+        return probe(last);
+      },
+      timeoutMs,
+      what,
+    );
+  } catch (error) {
+    const seen = last.map((a) => `${a.labels['alertname']}{${Object.entries(a.labels).filter(([k]) => k !== 'alertname').map(([k, v]) => `${k}=${v}`).join(',')}} ${a.state} ${a.value}`);
+    throw new Error(`${(error as Error).message}; alerts at the end: ${seen.length ? seen.join('; ') : 'none'}`);
+  }
 }
