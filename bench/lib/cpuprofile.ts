@@ -18,6 +18,8 @@ interface ProfileNode {
   children?: number[];
 }
 interface Profile {
+  /** Microseconds on the monotonic clock (CLOCK_MONOTONIC, as process.hrtime in any process on the machine). */
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -62,8 +64,16 @@ function shortWhere(frame: CallFrame): string {
   return short ? `${short}:${frame.lineNumber + 1}` : '';
 }
 
-export function summarizeProfile(file: string, topN = 25): ProfileSummary {
+/** `window`: only the samples taken within it, in microseconds of the monotonic clock (`process.hrtime.bigint() / 1000n`). */
+export function summarizeProfile(file: string, topN = 25, window?: { fromUs: number; toUs: number }): ProfileSummary {
   const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as Profile;
+  if (window !== undefined) {
+    let at = profile.startTime;
+    profile.samples = profile.samples.filter((_, i) => {
+      at += profile.timeDeltas[i] ?? 0;
+      return at >= window.fromUs && at <= window.toUs;
+    });
+  }
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const node of profile.nodes) {
