@@ -10,6 +10,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { HotPathMetrics } from './hot-path.js';
+import { RESULT_NAMES } from '../taskcluster/results.js';
 import type { DecisionReason } from '../routing/decide.js';
 import { matchRoute, type RoutingTable } from '../routing/table.js';
 
@@ -215,6 +216,8 @@ export class ProxyMetrics {
     buckets: BUILD_WAIT_BUCKETS,
     registers: [this.registry],
   });
+  /** The (backend, job type) pairs whose build series exist. */
+  private readonly buildSeries = new Set<string>();
   /** Builds in flight, read from the tracker when scraped. */
   private buildsInFlightSource: () => Iterable<{ jobType: string; backend: string; count: number }> = () => [];
   readonly buildsInFlight: Gauge = new Gauge({
@@ -248,6 +251,20 @@ export class ProxyMetrics {
     this.buildDuration.observe(labels, Math.max(0, b.durationSeconds));
     if (b.waitSeconds !== null) this.buildWait.observe(labels, Math.max(0, b.waitSeconds));
     this.buildTrackingLag.observe({ backend: b.backend }, Math.max(0, b.lagSeconds));
+  }
+
+  /**
+   * A build of a job type on a backend is under way: its result series are
+   * created at 0 (once per label pair), so that `increase()` over the window
+   * sees the first build that finishes too, not only the ones after it.
+   */
+  buildUnderWay(jobTypeLabel: string, backend: string): void {
+    const key = `${backend}\n${jobTypeLabel}`;
+    if (this.buildSeries.has(key)) return;
+    this.buildSeries.add(key);
+    for (const result of RESULT_NAMES) this.buildsFinished.inc({ job_type: jobTypeLabel, backend, result }, 0);
+    this.buildDuration.zero({ job_type: jobTypeLabel, backend });
+    this.buildWait.zero({ job_type: jobTypeLabel, backend });
   }
 
   /** Where the builds-in-flight gauge reads its values at scrape time (job types already bounded labels). */

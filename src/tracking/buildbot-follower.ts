@@ -58,6 +58,8 @@ export interface FollowerDeps {
   tracksAll: (jobType: string) => boolean;
   /** Counts a failed step of following (events, scan, poll, request, store). */
   failed: (operation: string, error: unknown) => void;
+  /** A build of a job type is under way here (a force's request, or a tracked build seen started). */
+  underWay: (jobType: string) => void;
   now?: () => number;
 }
 
@@ -113,7 +115,10 @@ export class BuildbotFollower {
       }
       if (requests.length === 0) return;
       await this.deps.store.trackRequests(requests);
-      for (const r of requests) this.requests.set(r.buildrequestId, r);
+      for (const r of requests) {
+        this.requests.set(r.buildrequestId, r);
+        this.deps.underWay(r.jobType);
+      }
       for (const r of requests) for (const build of await this.readBuilds(`buildrequestid=${r.buildrequestId}`)) await this.seen(build);
     });
     this.round = work.catch(() => undefined);
@@ -254,6 +259,7 @@ export class BuildbotFollower {
       const tracked: OpenBuild = { backend: this.backend.name, buildid: build.buildid, buildrequestId: build.buildrequestid, jobType, submittedAt, startedAt: build.started_at * 1000, origin };
       await this.deps.store.trackBuild(tracked);
       this.builds.set(build.buildid, tracked);
+      this.deps.underWay(jobType);
       return;
     }
     await this.deps.record({

@@ -65,6 +65,7 @@ export class BuildTracker {
 
   /** Told of every fresh queue status: each run that finished as a build is recorded. */
   readonly queueObserver: QueueObserver = {
+    taskCreated: (task) => this.underWay(task.builderName, task.backend),
     statusSeen: (task, _previous, status) => this.queueRunsSeen(task, status),
   };
 
@@ -123,7 +124,8 @@ export class BuildTracker {
       try {
         this.queueInFlight = await this.deps.store.countUnfinishedTasks();
       } catch (error) {
-        this.failed('store', 'store', error);
+        this.deps.metrics.storeErrors.inc({ operation: 'tracking' });
+        this.deps.logger.warn('counting the queue builds in flight failed; trying again next round', { error: (error as Error).message });
       }
     });
     return this.round;
@@ -167,6 +169,7 @@ export class BuildTracker {
           return table.legacy.name === backend.name && matchRoute(table, jobType)?.track === true;
         },
         failed: (operation, error) => this.failed(backend.name, operation, error),
+        underWay: (jobType) => this.underWay(jobType, backend.name),
         now: this.now,
       });
       this.followers.set(backend.name, follower);
@@ -196,6 +199,10 @@ export class BuildTracker {
       if (this.recordedRuns.size >= RECORDED_RUNS_MEMORY) this.recordedRuns.clear();
       this.recordedRuns.add(key);
     }
+  }
+
+  private underWay(jobType: string, backend: string): void {
+    this.deps.metrics.buildUnderWay(this.deps.metrics.jobTypeLabel(this.deps.table(), jobType), backend);
   }
 
   /** Records a finished build once; only the first recording counts it in the metrics. */

@@ -131,13 +131,13 @@ describe('e2e: command line', function () {
     it('exits 2 on a usage error, in one line that says where the help is', () => {
       const r = run(['frobnicate']);
       expect(r.code).to.equal(2);
-      expect(r.stderr).to.equal('unknown command "frobnicate"; the commands are serve, validate, explain, routes, plan, demo, help (see strangler-proxy --help)\n');
+      expect(r.stderr).to.equal('unknown command "frobnicate"; the commands are serve, validate, explain, routes, plan, report, demo, help (see strangler-proxy --help)\n');
       expect(r.stdout).to.equal('');
     });
   });
 
   describe('--help, help, --version', () => {
-    const COMMAND_NAMES = ['serve', 'validate', 'explain', 'routes', 'plan', 'demo', 'help'];
+    const COMMAND_NAMES = ['serve', 'validate', 'explain', 'routes', 'plan', 'report', 'demo', 'help'];
 
     it('--help, -h and help print the synopsis of every command and exit 0', () => {
       const r = run(['--help']);
@@ -156,6 +156,7 @@ describe('e2e: command line', function () {
         explain: ['Usage: strangler-proxy explain', 'METHOD PATH', '--header', '--body-file FILE', '--json'],
         routes: ['Usage: strangler-proxy routes', '--config FILE', '--admin URL', '--json'],
         plan: ['Usage: strangler-proxy plan CURRENT.yaml NEW.yaml', 'plan --admin URL NEW.yaml', '--job-type NAME', 'Exit codes: 0 no change, 3 changes'],
+        report: ['Usage: strangler-proxy report', '--admin URL', '--window', '--format', '--job-type', '--min-builds'],
         demo: ['Usage: strangler-proxy demo', 'stand-in', '--port N', '--admin-port N'],
         help: ['Usage: strangler-proxy help [COMMAND]'],
       };
@@ -189,7 +190,7 @@ describe('e2e: command line', function () {
         [['serve', '--json'], "serve does not take --json (see strangler-proxy serve --help)"],
         [['serve', '--port'], "Option '--port <value>' argument missing (see strangler-proxy serve --help)"],
         [['serve', '--port', 'eighty'], '--port / PORT must be a port number (0-65535), got "eighty" (see strangler-proxy serve --help)'],
-        [['help', 'frobnicate'], 'no help for "frobnicate": the commands are serve, validate, explain, routes, plan, demo, help (see strangler-proxy --help)'],
+        [['help', 'frobnicate'], 'no help for "frobnicate": the commands are serve, validate, explain, routes, plan, report, demo, help (see strangler-proxy --help)'],
       ];
       for (const [args, message] of cases) {
         const r = run(args);
