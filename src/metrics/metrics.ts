@@ -247,6 +247,7 @@ export class ProxyMetrics {
   /** One finished build, recorded for the first time: counted, and its duration and wait observed. */
   buildFinished(b: { jobTypeLabel: string; backend: string; result: string; durationSeconds: number; waitSeconds: number | null; lagSeconds: number }): void {
     const labels = { job_type: b.jobTypeLabel, backend: b.backend };
+    this.buildUnderWay(b.jobTypeLabel, b.backend);
     this.buildsFinished.inc({ ...labels, result: b.result });
     this.buildDuration.observe(labels, Math.max(0, b.durationSeconds));
     if (b.waitSeconds !== null) this.buildWait.observe(labels, Math.max(0, b.waitSeconds));
@@ -263,6 +264,7 @@ export class ProxyMetrics {
     if (this.buildSeries.has(key)) return;
     this.buildSeries.add(key);
     for (const result of RESULT_NAMES) this.buildsFinished.inc({ job_type: jobTypeLabel, backend, result }, 0);
+    // zero() resets a series: only ever before its first observation, which the set guarantees.
     this.buildDuration.zero({ job_type: jobTypeLabel, backend });
     this.buildWait.zero({ job_type: jobTypeLabel, backend });
   }

@@ -127,6 +127,20 @@ describe('tracking/tracker', () => {
     }
   });
 
+  describe('the build series', () => {
+    it('exist at 0 once a build is under way, and a build under way later never resets what was observed', async () => {
+      const metrics = new ProxyMetrics({ defaultMetrics: false });
+      metrics.buildFinished({ jobTypeLabel: 'a', backend: 'queue', result: 'success', durationSeconds: 7, waitSeconds: 2, lagSeconds: 1 });
+      metrics.buildUnderWay('a', 'queue');
+      metrics.buildUnderWay('b', 'queue');
+      const text = await metrics.registry.metrics();
+      expect(text).to.include('strangler_build_duration_seconds_sum{job_type="a",backend="queue"} 7');
+      expect(text).to.include('strangler_build_wait_seconds_sum{job_type="a",backend="queue"} 2');
+      expect(text).to.include('strangler_builds_finished_total{job_type="b",backend="queue",result="failure"} 0');
+      expect(text).to.include('strangler_build_duration_seconds_count{job_type="b",backend="queue"} 0');
+    });
+  });
+
   describe('nextCheckDelayMs', () => {
     it('looks at young tasks every 5 s and backs off to once a minute', () => {
       expect(nextCheckDelayMs({ submittedAt: 0 }, 1_000)).to.equal(5_000);
