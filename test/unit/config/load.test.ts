@@ -66,6 +66,14 @@ routes:
     expect(table.routes[0]!.targets).to.deep.equal([{ backend: 'buildbot', weight: 5 }]);
   });
 
+  it('reads track: on a route (false when absent), and rejects anything but a boolean where it is', () => {
+    const table = parse(`${BACKENDS}routes:\n  - jobType: a\n    backend: buildbot\n    track: true\n  - jobType: b\n    backend: buildbot\n`);
+    expect(table.routes.map((r) => r.track)).to.deep.equal([true, false]);
+    const p = onlyProblem(`${BACKENDS}routes:\n  - jobType: a\n    backend: buildbot\n    track: all\n`);
+    expect([p.field, p.line]).to.deep.equal(['routes[0].track', BACKENDS.split('\n').length - 1 + 4]);
+    expect(p.message).to.match(/boolean/);
+  });
+
   it('rejects YAML syntax errors with line and column', () => {
     const p = onlyProblem('backends:\n  buildbot: { url: http://x, legacy: true\nroutes: []\n');
     expect(p.field).to.equal('(syntax)');
@@ -99,7 +107,7 @@ routes:
   it('rejects an unknown key, pointing at the key and listing the allowed ones', () => {
     const p = onlyProblem(`${BACKENDS}routes:\n  - jobType: a\n    backnd: buildbot\n`);
     expect(p).to.include({ line: 6, column: 5, field: 'routes[0].backnd' });
-    expect(p.message).to.equal('unknown key "backnd"; expected one of: jobType, backend, split, stickyBy, shadow, fallback, retries, task');
+    expect(p.message).to.equal('unknown key "backnd"; expected one of: jobType, backend, split, stickyBy, shadow, fallback, retries, track, task');
   });
 
   it('rejects an unknown top-level key', () => {
