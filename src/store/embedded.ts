@@ -508,6 +508,11 @@ export class EmbeddedStore implements Store {
         ON CONFLICT (backend) DO UPDATE SET buildid = excluded.buildid WHERE excluded.buildid > tracking_cursor.buildid`).run(backend, buildid));
   }
 
+  /** One process owns the file (its lock), so it holds every lease. */
+  async holdLease(_name: string): Promise<boolean> {
+    return true;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -14,6 +14,10 @@
  *   (which waits for the first's commit) learns it was not new.
  * - Migrations run under a transaction-scoped advisory lock: processes that
  *   start together migrate once, the others wait and find nothing to do.
+ * - Leases (work done by one replica at a time) are session advisory locks
+ *   held on a connection of their own, outside the pool: the server releases
+ *   them when that connection ends, whether the process exited, was killed or
+ *   lost the network (TCP keepalive), or the server restarted.
  */
 import pg from 'pg';
 import { StranglerError } from '../errors.js';
@@ -31,6 +35,8 @@ type Row = Record<string, unknown>;
 
 /** An arbitrary constant naming this schema's migration lock among the database's advisory locks. */
 const MIGRATION_LOCK_KEY = 0x5354_5250; // "STRP"
+/** The first key of every lease's advisory lock (the second is the hash of its name): the proxy's own space among the database's locks. */
+const LEASE_LOCK_SPACE = 0x5354_524c; // "STRL"
 
 const INT8_OID = 20;
 
@@ -76,6 +82,7 @@ export interface PostgresOptions {
 /** Connects, migrates, and returns the store; fails with STORE_UNAVAILABLE (password hidden) if the server cannot be used. */
 export async function openPostgresStore(url: string, options: PostgresOptions = {}): Promise<PostgresStore> {
   const shown = redactUrl(url);
+  const leaseConnection = () => new pg.Client({ connectionString: url, types: TYPES, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 5_000 });
   const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, types: TYPES, connectionTimeoutMillis: 10_000 });
   // An idle connection the server drops must not take the process down; the next query reports it.
   pool.on('error', () => {});
@@ -85,7 +92,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     await pool.end().catch(() => {});
     throw postgresError(error, `store: cannot open PostgreSQL at ${shown}`);
   }
-  return new PostgresStore(pool, shown);
+  return new PostgresStore(pool, shown, leaseConnection);
 }
 
 export async function migratePostgres(pool: pg.Pool, target: number): Promise<void> {
@@ -230,8 +237,15 @@ export class PostgresStore implements Store {
   readonly shownUrl: string;
   private readonly pool: pg.Pool;
   private closing: Promise<void> | undefined;
+  /** The connection holding this process's leases, once one was asked for. */
+  private leaseClient: Promise<pg.Client> | undefined;
+  private readonly leases = new Set<string>();
 
-  constructor(pool: pg.Pool, shownUrl: string) {
+  constructor(
+    pool: pg.Pool,
+    shownUrl: string,
+    private readonly newLeaseConnection: () => pg.Client,
+  ) {
     this.pool = pool;
     this.shownUrl = shownUrl;
   }
@@ -495,9 +509,47 @@ export class PostgresStore implements Store {
        ON CONFLICT (backend) DO UPDATE SET buildid = excluded.buildid WHERE excluded.buildid > tracking_cursor.buildid`, [backend, buildid]);
   }
 
+  async holdLease(name: string): Promise<boolean> {
+    if (this.closing !== undefined) return false;
+    try {
+      const client = await this.leaseConnection();
+      // A lease held is checked too: a connection that died lost its locks, and says so by failing.
+      const { rows } = this.leases.has(name)
+        ? await client.query<Row>('SELECT TRUE AS held')
+        : await client.query<Row>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS held', [LEASE_LOCK_SPACE, name]);
+      if (rows[0]?.held === true) this.leases.add(name);
+      return rows[0]?.held === true;
+    } catch {
+      this.dropLeaseConnection();
+      return false;
+    }
+  }
+
+  private leaseConnection(): Promise<pg.Client> {
+    if (this.leaseClient === undefined) {
+      const client = this.newLeaseConnection();
+      const connecting = client.connect().then(() => client);
+      // A connection the server ends (a restart) loses every lease with it; the next ask connects again.
+      const lost = () => {
+        if (this.leaseClient === connecting) this.dropLeaseConnection();
+      };
+      client.on('error', lost);
+      client.on('end', lost);
+      this.leaseClient = connecting;
+    }
+    return this.leaseClient;
+  }
+
+  private dropLeaseConnection(): void {
+    const client = this.leaseClient;
+    this.leaseClient = undefined;
+    this.leases.clear();
+    void client?.then((c) => c.end()).catch(() => {});
+  }
+
   async close(): Promise<void> {
-    // pool.end() waits for checked-out clients, so writes in flight finish first.
-    this.closing ??= this.pool.end();
+    // pool.end() waits for checked-out clients, so writes in flight finish first; ending the lease connection releases the leases.
+    this.closing ??= Promise.all([this.pool.end(), this.leaseClient?.then((c) => c.end()).catch(() => {})]).then(() => undefined);
     await this.closing;
   }
 }

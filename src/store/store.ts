@@ -179,6 +179,20 @@ export interface Store {
   trackingCursor(backend: string): Promise<number | undefined>;
   setTrackingCursor(backend: string, buildid: number): Promise<void>;
 
+  // ------------------------------------------------------------ work done once
+
+  /**
+   * Work that must run in one process at a time across replicas (following
+   * tasks and finishing forces a crash left open; following builds) is done
+   * by whoever holds its lease. Resolves true while this process holds
+   * `name`, taking it when it is free; asked again every round, so it also
+   * says when the lease was lost. On PostgreSQL a session advisory lock on a
+   * connection of its own: released when this process or that connection
+   * dies, so another replica takes over at its next round. The embedded
+   * store belongs to one process (its lock file), which always holds it.
+   */
+  holdLease(name: string): Promise<boolean>;
+
   /** Closes connections or the file; pending writes finish first. */
   close(): Promise<void>;
 }

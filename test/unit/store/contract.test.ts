@@ -665,6 +665,35 @@ describe('store contract: postgres (private cluster)', function () {
     await Promise.all(stores.map((s) => s.close()));
   });
 
+  it('gives a lease to one replica at a time, and to another once the holder closes or its connection dies', async function () {
+    if (cluster === undefined) this.skip();
+    const url = await cluster!.createDatabase();
+    const [a, b] = await Promise.all([openStore(url), openStore(url)]);
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      expect(await a.holdLease('queue-follow')).to.equal(true);
+      expect(await b.holdLease('queue-follow')).to.equal(false);
+      expect(await b.holdLease('build-tracking'), 'leases are independent').to.equal(true);
+      expect(await a.holdLease('queue-follow'), 'still held when asked again').to.equal(true);
+
+      // The holder's connection is cut (a network failure, a server that dropped it): the lease goes with it.
+      const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = hashtext('queue-follow')::oid`);
+      expect(rows).to.have.length(1);
+      await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+      expect(await a.holdLease('queue-follow'), 'the holder learns it lost the lease').to.equal(false);
+      expect(await b.holdLease('queue-follow'), 'another replica takes it over').to.equal(true);
+      expect(await a.holdLease('queue-follow'), 'and keeps it').to.equal(false);
+
+      await b.close();
+      expect(await a.holdLease('queue-follow'), 'free again once its holder closed').to.equal(true);
+      expect(await a.holdLease('build-tracking')).to.equal(true);
+    } finally {
+      await admin.end();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('names what failed without the password', async function () {
     if (cluster === undefined) this.skip();
     let failure: unknown;
@@ -676,6 +705,17 @@ describe('store contract: postgres (private cluster)', function () {
 });
 
 describe('store: embedded file ownership', () => {
+  it('holds every lease: one process owns the file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'strangler-lease-'));
+    const store = await openStore(undefined, { dataDir: dir });
+    try {
+      expect([await store.holdLease('queue-follow'), await store.holdLease('build-tracking')]).to.deep.equal([true, true]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a second process on the same data directory, and opens after the owner is killed', async function () {
     this.timeout(60_000);
     const dataDir = mkdtempSync(path.join(tmpdir(), 'strangler-store-'));
