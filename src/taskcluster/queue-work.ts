@@ -32,6 +32,12 @@ export interface QueueWorkOptions {
 const DEFAULT_FOLLOW_INTERVAL_MS = 5_000;
 /** Unfinished tasks followed per round: a bound on queue calls, not on the tasks followed over time. */
 const FOLLOW_BATCH = 200;
+/**
+ * The lease of recovery and following tasks: with replicas on one
+ * PostgreSQL, one of them at a time does it (src/store/store.ts holdLease),
+ * and another takes over at its next round when that one dies.
+ */
+export const QUEUE_LEASE = 'queue-follow';
 
 export class QueueWork {
   private current: TaskclusterTranslator | undefined;
@@ -41,6 +47,7 @@ export class QueueWork {
   private timer: NodeJS.Timeout | undefined;
   private table: RoutingTable | undefined;
   private round: Promise<void> = Promise.resolve();
+  private leading = false;
   readonly client: QueueClient;
 
   constructor(
@@ -98,6 +105,10 @@ export class QueueWork {
       const table = this.table;
       if (translator === undefined || table === undefined || this.store === undefined) return;
       try {
+        const leading = await this.store.holdLease(QUEUE_LEASE);
+        if (leading !== this.leading) this.logger.info(leading ? 'this replica finishes open forces and follows queue tasks' : 'another replica finishes open forces and follows queue tasks', {});
+        this.leading = leading;
+        if (!leading) return;
         const recovered = await translator.forces.recover(table.backends);
         if (recovered > 0) this.metrics.recoveredTasks.inc(recovered);
         for (const task of await this.store.unfinishedTasks(FOLLOW_BATCH, Date.now())) await translator.statuses.view(task, table.backends, table.legacy);

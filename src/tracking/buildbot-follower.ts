@@ -71,6 +71,8 @@ export class BuildbotFollower {
   private readonly requestsWithBuild = new Set<number>();
   private readonly builderNames = new Map<number, string>();
   private readonly submittedAt = new Map<number, number>();
+  /** When a quiet buildrequest was last asked about (kept across reloads from the store). */
+  private readonly askedAt = new Map<number, number>();
   private cursor: number | undefined;
   private loaded: Promise<void> | undefined;
   private round: Promise<void> = Promise.resolve();
@@ -80,6 +82,7 @@ export class BuildbotFollower {
   private reconnectTimer: NodeJS.Timeout | undefined;
   /** True while events are not arriving, so an outage is counted once. */
   private eventsDown = false;
+  private listening = false;
   private closed = false;
 
   constructor(
@@ -125,9 +128,20 @@ export class BuildbotFollower {
     return work;
   }
 
-  /** Listens to the master's events; rounds run on `poll()` (the tracker's timer) and soon after an event. */
-  start(): void {
-    this.connect();
+  /**
+   * Listens to the master's events (rounds then also run soon after one), or
+   * stops: only the replica holding the tracking lease listens and polls.
+   */
+  listen(on: boolean): void {
+    this.listening = on;
+    if (on && this.socket === undefined && this.reconnectTimer === undefined) this.connect();
+    if (!on) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      const socket = this.socket;
+      this.socket = undefined;
+      socket?.close();
+    }
   }
 
   /** One round of following, after the previous one (never two at once). */
@@ -139,32 +153,44 @@ export class BuildbotFollower {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.roundAsked);
-    clearTimeout(this.reconnectTimer);
-    this.socket?.close();
+    this.listen(false);
     await this.round;
   }
 
+  /** The store's view, read once for forces (which need only the cursor and add to it). */
   private load(): Promise<void> {
-    this.loaded ??= (async () => {
-      const name = this.backend.name;
-      const [requests, builds, cursor] = await Promise.all([this.deps.store.openRequests(name), this.deps.store.openBuilds(name), this.deps.store.trackingCursor(name)]);
-      for (const r of requests) this.requests.set(r.buildrequestId, r);
-      for (const b of builds) {
-        this.builds.set(b.buildid, b);
-        this.requestsWithBuild.add(b.buildrequestId);
-      }
-      this.cursor = cursor;
-    })().catch((error: unknown) => {
+    this.loaded ??= this.reload().catch((error: unknown) => {
       this.loaded = undefined;
       throw error;
     });
     return this.loaded;
   }
 
+  /**
+   * Reads what is followed afresh from the store: other replicas add the
+   * buildrequests of forces they answered, and the one following before this
+   * one (a lease taken over) moved the cursor.
+   */
+  private async reload(): Promise<void> {
+    const name = this.backend.name;
+    const [requests, builds, cursor] = await Promise.all([this.deps.store.openRequests(name), this.deps.store.openBuilds(name), this.deps.store.trackingCursor(name)]);
+    this.requests.clear();
+    this.builds.clear();
+    this.requestsWithBuild.clear();
+    for (const r of requests) this.requests.set(r.buildrequestId, r);
+    for (const b of builds) {
+      this.builds.set(b.buildid, b);
+      this.requestsWithBuild.add(b.buildrequestId);
+    }
+    if (cursor !== undefined && (this.cursor === undefined || cursor > this.cursor)) this.cursor = cursor;
+    for (const id of this.askedAt.keys()) if (!this.requests.has(id)) this.askedAt.delete(id);
+    this.loaded = Promise.resolve();
+  }
+
   private async followRound(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.load();
+      await this.reload();
     } catch (error) {
       return this.deps.failed('store', error);
     }
@@ -230,13 +256,14 @@ export class BuildbotFollower {
    * stops being awaited.
    */
   private async askAboutQuietRequests(): Promise<void> {
-    const quiet = [...this.requests.values()].filter((r) => !this.requestsWithBuild.has(r.buildrequestId) && this.now() - r.submittedAt >= QUIET_REQUEST_MS);
+    const quietSince = (r: TrackedRequest) => this.askedAt.get(r.buildrequestId) ?? r.submittedAt;
+    const quiet = [...this.requests.values()].filter((r) => !this.requestsWithBuild.has(r.buildrequestId) && this.now() - quietSince(r) >= QUIET_REQUEST_MS);
     for (const request of quiet.slice(0, QUIET_REQUESTS_PER_ROUND)) {
       for (const build of await this.readBuilds(`buildrequestid=${request.buildrequestId}`)) await this.seen(build);
       if (this.requestsWithBuild.has(request.buildrequestId) || !this.requests.has(request.buildrequestId)) continue;
       const complete = await this.buildrequestComplete(request.buildrequestId);
       if (complete) await this.closeRequest(request.buildrequestId);
-      else request.submittedAt = this.now(); // still waiting for a worker: asked again after another quiet spell
+      else this.askedAt.set(request.buildrequestId, this.now()); // still waiting for a worker: asked again after another quiet spell
     }
   }
 
@@ -283,6 +310,7 @@ export class BuildbotFollower {
     this.requests.delete(buildrequestId);
     this.requestsWithBuild.delete(buildrequestId);
     this.submittedAt.delete(buildrequestId);
+    this.askedAt.delete(buildrequestId);
   }
 
   // ---------------------------------------------------------------- the master's API
@@ -342,7 +370,8 @@ export class BuildbotFollower {
   // ---------------------------------------------------------------- events
 
   private connect(): void {
-    if (this.closed) return;
+    this.reconnectTimer = undefined;
+    if (this.closed || !this.listening) return;
     let socket: WebSocket;
     try {
       socket = this.deps.upstream.webSocket(this.backend, '/ws');
@@ -366,8 +395,9 @@ export class BuildbotFollower {
     });
     socket.addEventListener('error', () => undefined); // 'close' follows
     socket.addEventListener('close', (event: CloseEvent) => {
-      if (this.socket === socket) this.socket = undefined;
-      if (this.closed) return;
+      if (this.socket !== socket) return; // closed on purpose (listen(false), close())
+      this.socket = undefined;
+      if (this.closed || !this.listening) return;
       this.eventsLost(new Error(opened ? `the events connection closed (${event.code})` : 'no events connection (the master has no /ws, or it is down)'));
     });
   }

@@ -27,6 +27,8 @@ import { BuildbotFollower } from './buildbot-follower.js';
 import { queueRunKey, type BuildOutcome } from './outcome.js';
 
 export const DEFAULT_TRACKING_INTERVAL_MS = 5_000;
+/** The lease of following builds on Buildbot-API backends: one replica at a time polls the masters. */
+export const TRACKING_LEASE = 'build-tracking';
 /** Queue runs remembered as recorded, so a task read again does not ask the store again; past it the memory starts over (the store still refuses doubles). */
 const RECORDED_RUNS_MEMORY = 100_000;
 
@@ -56,6 +58,8 @@ export class BuildTracker {
   private followedTable: RoutingTable | undefined;
   private round: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Whether this process holds the tracking lease (the embedded store's one process always does). */
+  private leading = false;
   private readonly now: () => number;
 
   constructor(private readonly deps: TrackerDeps) {
@@ -90,8 +94,9 @@ export class BuildTracker {
       .catch((error: unknown) => this.failed(backend.name, 'force', error));
   }
 
-  /** Builds in flight by job type label and backend (for the gauge). */
+  /** Builds in flight by job type label and backend (for the gauge): reported by the replica that follows them, so a fleet's sum is right. */
   inFlight(): InFlight[] {
+    if (!this.leading) return [];
     const table = this.deps.table();
     const counts = new Map<string, InFlight>();
     const add = (backend: string, jobType: string, count: number) => {
@@ -120,6 +125,11 @@ export class BuildTracker {
       const table = this.deps.table();
       if (table !== this.followedTable) await this.followBackendsOf(table);
       if (table.routes.some((r) => r.track)) this.follower(table.legacy);
+      const leading = await this.deps.store.holdLease(TRACKING_LEASE);
+      if (leading !== this.leading) this.deps.logger.info(leading ? 'this replica follows builds on Buildbot-API backends' : 'another replica follows builds on Buildbot-API backends', {});
+      this.leading = leading;
+      for (const follower of this.followers.values()) follower.listen(leading);
+      if (!leading) return;
       await Promise.all([...this.followers.values()].map((f) => f.poll()));
       try {
         this.queueInFlight = await this.deps.store.countUnfinishedTasks();
@@ -173,7 +183,7 @@ export class BuildTracker {
         now: this.now,
       });
       this.followers.set(backend.name, follower);
-      if (!this.closed) follower.start();
+      if (!this.closed) follower.listen(this.leading);
     }
     return follower;
   }
