@@ -57,6 +57,9 @@ function isAvailable(deps: ProxyDeps, backend: Backend): boolean {
   return deps.breakers.allow(backend);
 }
 
+/** Retry-After on a 503 STORE_UNAVAILABLE: about when a store that was down is tried again. */
+const STORE_RETRY_AFTER_SECONDS = 5;
+
 /** The most of a force's answer kept for the tracker: a JSON-RPC result naming a few buildrequests. */
 const FORCE_ANSWER_CAPTURE_BYTES = 64 * 1024;
 
@@ -562,6 +565,8 @@ function searchOf(url: string | undefined): string {
 
 function sendTranslatedError(res: ServerResponse, code: ErrorCode, message: string, o: Outcome, backend: Backend | undefined): number {
   o.failureKind = code.toLowerCase();
+  // The store comes back on its own (a database restarting, a replica reconnecting): worth trying again shortly.
+  if (code === 'STORE_UNAVAILABLE') res.setHeader('retry-after', String(STORE_RETRY_AFTER_SECONDS));
   sendError(res, code, message, o, backend);
   return ERROR_CODES[code].status;
 }

@@ -11,7 +11,7 @@ import type { BuilderDirectory } from '../ingress/builder-directory.js';
 import type { Logger } from '../logging/logger.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import type { RoutingTable } from '../routing/table.js';
-import { openStore } from '../store/open.js';
+import { isPostgresSpec, openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { BuildTracker } from '../tracking/tracker.js';
@@ -38,6 +38,8 @@ const FOLLOW_BATCH = 200;
  * and another takes over at its next round when that one dies.
  */
 export const QUEUE_LEASE = 'queue-follow';
+/** How soon a PostgreSQL store that could not be opened is tried again. */
+const STORE_RETRY_MS = 5_000;
 
 export class QueueWork {
   private current: TaskclusterTranslator | undefined;
@@ -48,6 +50,8 @@ export class QueueWork {
   private table: RoutingTable | undefined;
   private round: Promise<void> = Promise.resolve();
   private leading = false;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
   readonly client: QueueClient;
 
   constructor(
@@ -78,7 +82,19 @@ export class QueueWork {
       this.options.store !== undefined || this.options.dataDir !== undefined || [...table.backends.values()].some((b) => b.kind === 'taskcluster') || table.routes.some((r) => r.track);
     if (!needed || this.current !== undefined) return;
     this.opening ??= this.open();
-    await this.opening;
+    try {
+      await this.opening;
+    } catch (error) {
+      this.opening = undefined;
+      // A database that is down (restarting, unreachable for a while) must not keep a replica from routing
+      // what needs no store: it starts, answers what needs the store 503, and opens it as soon as it can.
+      // An embedded store that cannot be opened is a mistake to fix (a folder, another process): it stops the start.
+      if (!isPostgresSpec(this.options.store) || this.closed) throw error;
+      this.logger.warn('the store cannot be opened; requests that need it are answered 503 until it can', { error: (error as Error).message, retryInSeconds: STORE_RETRY_MS / 1000 });
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => void this.follow(this.table!).catch(() => undefined), STORE_RETRY_MS);
+      this.retry.unref();
+    }
   }
 
   private async open(): Promise<void> {
@@ -121,6 +137,8 @@ export class QueueWork {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
     clearInterval(this.timer);
     await this.round;
     await this.tracking?.close();
