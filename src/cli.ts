@@ -197,7 +197,8 @@ const USAGE = `Usage:
 Environment: STRANGLER_CONFIG (default ./routes.yaml), PORT (${DEFAULT_PORT}), ADMIN_PORT (${DEFAULT_ADMIN_PORT}),
              HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json),
              STRANGLER_ADMIN_TOKEN (bearer token for the admin API's POST endpoints; unset: they are disabled;
-             sent by routes/plan/report --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too).
+             sent by routes/plan/report --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too),
+             STRANGLER_REPLICA (this replica's name in admin answers; the host name).
 Exit codes: 0 ok, 1 invalid routes file, failed start, or admin API unreachable, 2 usage error,
             3 plan: the new file changes routing.`;
 

@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { createAdminApp, type BackendStatus } from './admin/app.js';
 import { ConfigHistory } from './config/history.js';
 import { explainRequest } from './explain.js';
@@ -60,6 +61,8 @@ export interface StartOptions {
   queueFollowIntervalMs?: number;
   /** How often builds on Buildbot-API backends are looked at besides their events (default 5 s). */
   trackingIntervalMs?: number;
+  /** This replica's name, shown by the admin API and status page (default STRANGLER_REPLICA, or the host name: a pod's name on Kubernetes). */
+  replica?: string;
   /**
    * Log and count promise rejections nobody handled instead of letting Node
    * exit on them (the command sets it; tests running the proxy in-process
@@ -216,6 +219,7 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
       explain: (input) => explainRequest(store.current(), input, builders, { store: queues.openedStore() }),
       queues: { store: queues.openedStore, hasCredentials: (backend) => queues.client.hasCredentials(backend) },
       builds: { outcomes: queues.openedStore },
+      replica: options.replica ?? process.env.STRANGLER_REPLICA ?? hostname(),
       auth: { token: options.adminToken || undefined, protectReads: options.protectAdminReads === true },
     }),
   );

@@ -53,6 +53,8 @@ export interface AdminDeps {
   queues?: QueueDeps;
   /** Finished builds for the comparison of the two sides: the store once open. */
   builds?: BuildsDeps;
+  /** This replica's name (STRANGLER_REPLICA, or the host name): every admin answer says which replica gave it. */
+  replica: string;
   /** SECURITY: the bearer token for POST endpoints (and reads, if protectReads); none disables POSTs. */
   auth: { token: string | undefined; protectReads: boolean };
 }
@@ -107,6 +109,10 @@ export function createAdminApp(deps: AdminDeps): Express {
     next();
   };
   app.use(noStore);
+  app.use((_req, res, next) => {
+    res.setHeader('x-strangler-replica', deps.replica);
+    next();
+  });
 
   // Always open, whatever protectReads says: scrapers and orchestrators carry no token.
   app.get('/metrics', async (_req, res) => {
@@ -115,7 +121,7 @@ export function createAdminApp(deps: AdminDeps): Express {
   });
   // Alive: the process answers. Nothing else is checked, so a backend outage never gets the proxy restarted.
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok', replica: deps.replica });
   });
   // Ready: routes loaded and the proxy listening; false while draining, so load balancers stop sending.
   app.get('/readyz', (_req, res) => {
@@ -332,6 +338,13 @@ async function withBuilds(store: Pick<Store, 'buildsOfTask'>, tasks: readonly Ta
   return Promise.all(tasks.map(async (task) => ({ task, builds: await store.buildsOfTask(task.buildrequestId) })));
 }
 
+/** The store as the page names it: PostgreSQL's URL without its password, or "embedded"; null while none is open. */
+function storeShown(deps: AdminDeps): string | null {
+  const store = deps.queues?.store();
+  if (store === undefined) return null;
+  return 'shownUrl' in store && typeof store.shownUrl === 'string' ? store.shownUrl : store.kind;
+}
+
 function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { error: string }, builds: PageModel['builds'], jobType: string | null): PageModel {
   const table = deps.table();
   const known = deps.knownJobTypes();
@@ -346,5 +359,6 @@ function pageModel(deps: AdminDeps, rows: RowsByWindow, queues: QueuesView | { e
     now: new Date(),
     postsEnabled: deps.auth.token !== undefined && deps.auth.token !== '',
     refreshMs: PAGE_REFRESH_MS,
+    replica: { name: deps.replica, store: storeShown(deps) },
   };
 }

@@ -30,6 +30,8 @@ export interface PageModel {
   now: Date;
   /** Whether POST endpoints are enabled (a token is configured); shown, never the token. */
   postsEnabled: boolean;
+  /** Which replica rendered the page, and the store every replica shares (or this one's embedded file). */
+  replica: { name: string; store: string | null };
   refreshMs: number;
 }
 
@@ -315,7 +317,7 @@ ${buildsSection(m.builds, m.jobType)}
 </div>
 ${queuesSection(m)}
 ${jobTypesSection(m)}
-<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/queues">/queues</a> · <a href="/builds">/builds</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())}</footer>
+<footer>JSON: <a href="/routes">/routes</a> · <a href="/progress">/progress</a> · <a href="/backends">/backends</a> · <a href="/queues">/queues</a> · <a href="/builds">/builds</a> · <a href="/history">/history</a> · <a href="/explain">/explain</a> · <a href="/metrics">/metrics</a> · POST /reload, POST /explain: ${m.postsEnabled ? 'enabled (bearer token)' : 'disabled (no STRANGLER_ADMIN_TOKEN)'} · page generated ${time(m.now.toISOString())} by replica <span data-field="replica">${esc(m.replica.name)}</span>${m.replica.store === null ? '' : ` (store: ${esc(m.replica.store)}; ids, tracked builds and the build comparison are the same on every replica sharing it; traffic and reload history are this replica's)`}</footer>
 </div>`;
 }
 

@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import request from 'supertest';
 import type { ConfigVersion } from '../../src/config/history.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
@@ -204,6 +205,17 @@ describe('e2e: admin API', function () {
         const r = await request(t.adminUrl).get(`/history?limit=${limit}`).expect(400);
         expect(r.body).to.deep.include({ code: 'BAD_REQUEST', parameter: 'limit' });
       }
+    });
+
+    it('says which replica answered: a header on every answer, /healthz and the status page (the host name unless STRANGLER_REPLICA names it)', async () => {
+      t = await startTestProxy(yaml);
+      const health = await request(t.adminUrl).get('/healthz').expect(200);
+      expect(health.body).to.deep.equal({ status: 'ok', replica: hostname() });
+      expect(health.headers['x-strangler-replica']).to.equal(hostname());
+      expect((await request(t.adminUrl).get('/routes').expect(200)).headers['x-strangler-replica']).to.equal(hostname());
+      expect((await request(t.adminUrl).get('/nope').expect(404)).headers['x-strangler-replica']).to.equal(hostname());
+      const page = (await request(t.adminUrl).get('/').expect(200)).text;
+      expect(page).to.contain(`by replica <span data-field="replica">${hostname()}</span>`);
     });
 
     it('answers unknown paths 404 and wrong methods 405, in the one error shape', async () => {

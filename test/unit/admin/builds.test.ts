@@ -48,6 +48,7 @@ function depsWith(store: Pick<Store, 'outcomes'> | undefined, overrides: Partial
     reload: () => Promise.reject(new Error('not in this test')),
     explain: (input) => explainRequest(TABLE, input, { nameFor: async () => undefined }),
     builds: { outcomes: () => store, now: () => NOW },
+    replica: 'replica-under-test',
     auth: { token: undefined, protectReads: false },
     ...overrides,
   };

@@ -48,6 +48,7 @@ function model(): PageModel {
     now,
     postsEnabled: false,
     refreshMs: 2000,
+    replica: { name: 'replica-under-test', store: null },
   };
 }
 

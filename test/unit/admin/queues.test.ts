@@ -89,6 +89,7 @@ function depsWith(store: Store | undefined, overrides: Partial<AdminDeps> = {}):
     reload: () => Promise.reject(new Error('not in this test')),
     explain: (input) => explainRequest(TABLE, input, noBuilders, { store }),
     queues: { store: () => store, hasCredentials: (b: Backend) => b.name === 'queue' },
+    replica: 'replica-under-test',
     auth: { token: undefined, protectReads: false },
     ...overrides,
   };
@@ -245,6 +246,7 @@ describe('admin: queues', () => {
           now: new Date('2030-01-01T00:02:00Z'),
           postsEnabled: false,
           refreshMs: 2000,
+          replica: { name: 'replica-under-test', store: null },
         },
         'nonce',
       );
