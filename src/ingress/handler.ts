@@ -519,7 +519,7 @@ async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, 
   };
   const translator = deps.translator?.();
   if (translator === undefined) {
-    return { kind: 'answered', status: sendTranslatedError(res, 'STORE_UNAVAILABLE', `backend ${target.name} is a taskcluster queue, and the store its work needs is not open`, o, target) };
+    return { kind: 'answered', status: translationFailed(req, res, request.body, o, target, 'STORE_UNAVAILABLE', `backend ${target.name} is a taskcluster queue, and the store its work needs is not open`) };
   }
   try {
     if (target.kind !== 'taskcluster') {
@@ -529,8 +529,18 @@ async function translate(deps: ProxyDeps, table: RoutingTable, target: Backend, 
     return await translator.routed(target, request, res);
   } catch (error) {
     if (!isStranglerError(error)) throw error;
-    return { kind: 'answered', status: sendTranslatedError(res, error.code, error.message, o, target) };
+    return { kind: 'answered', status: translationFailed(req, res, request.body, o, target, error.code, error.message) };
   }
+}
+
+/** A translation that could not be done: a force is told in JSON-RPC (what its client parses), anything else in the proxy's error shape. */
+function translationFailed(req: IncomingMessage, res: ServerResponse, body: Buffer | null, o: Outcome, target: Backend, code: ErrorCode, message: string): number {
+  if (!isForceCall(o.method, o.pathname)) return sendTranslatedError(res, code, message, o, target);
+  o.failureKind = code.toLowerCase();
+  const status = ERROR_CODES[code].status;
+  const retryAfter: string[] = code === 'STORE_UNAVAILABLE' ? ['retry-after', String(STORE_RETRY_AFTER_SECONDS)] : [];
+  const id = body === null ? null : (parseJsonRpc(body).id ?? null);
+  return sendJsonRpcError({ res, tags: o.tags(target), accept: req.headers.accept, method: o.method }, id, status, JSONRPC_CODES.internalError, `${message} (${code})`, retryAfter);
 }
 
 async function answerOwned(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, table: RoutingTable, owned: OwnedRef, view: RequestView, body: Buffer | null, o: Outcome): Promise<void> {
