@@ -51,7 +51,8 @@ ${SERVE_FLAGS}
   -h, --help               this help
 
 STRANGLER_ADMIN_TOKEN: the bearer token the admin API's POST endpoints need (unset: they are disabled).
-Signals: SIGHUP reloads the routes file; SIGTERM and SIGINT drain requests in flight (up to 10 s) and exit 0.
+Signals: SIGHUP reloads the routes file; SIGTERM and SIGINT turn /readyz unready (for STRANGLER_SHUTDOWN_DELAY_MS, still taking
+requests), then drain requests in flight (up to 10 s) and exit 0.
 Exit codes: 1 invalid routes file, or a port that cannot be listened on; 2 usage error.`,
   },
   validate: {
@@ -198,7 +199,8 @@ Environment: STRANGLER_CONFIG (default ./routes.yaml), PORT (${DEFAULT_PORT}), A
              HOST (0.0.0.0), ADMIN_HOST (127.0.0.1), LOG_LEVEL (info), LOG_FORMAT (json),
              STRANGLER_ADMIN_TOKEN (bearer token for the admin API's POST endpoints; unset: they are disabled;
              sent by routes/plan/report --admin), STRANGLER_ADMIN_PROTECT_READS=1 (the admin API's reads need it too),
-             STRANGLER_REPLICA (this replica's name in admin answers; the host name).
+             STRANGLER_REPLICA (this replica's name in admin answers; the host name),
+             STRANGLER_SHUTDOWN_DELAY_MS (on SIGTERM, /readyz is unready this long while requests are still taken; 0).
 Exit codes: 0 ok, 1 invalid routes file, failed start, or admin API unreachable, 2 usage error,
             3 plan: the new file changes routing.`;
 
@@ -298,6 +300,7 @@ async function serve(values: Values): Promise<Strangler> {
       // SECURITY: a store URL may carry a password: it is passed on, never logged.
       ...(storeSpec(values) !== undefined ? { store: storeSpec(values)! } : {}),
       ...(values['data-dir'] || process.env.STRANGLER_DATA_DIR ? { dataDir: (values['data-dir'] || process.env.STRANGLER_DATA_DIR)! } : {}),
+      ...(process.env.STRANGLER_SHUTDOWN_DELAY_MS ? { shutdownDelayMs: millisecondsOf(process.env.STRANGLER_SHUTDOWN_DELAY_MS, 'STRANGLER_SHUTDOWN_DELAY_MS') } : {}),
     });
   } catch (error) {
     if (!isStranglerError(error, 'LISTEN_FAILED')) throw error;
@@ -324,6 +327,13 @@ async function serve(values: Values): Promise<Strangler> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return proxy;
+}
+
+/** A whole number of milliseconds from 0 to 10 minutes, or a usage error naming the variable. */
+function millisecondsOf(text: string, name: string): number {
+  const ms = Number(text);
+  if (!/^\d+$/.test(text.trim()) || ms > 600_000) throw usageError(`${name} must be a whole number of milliseconds from 0 to 600000, got "${text}"`);
+  return ms;
 }
 
 /**

@@ -37,6 +37,13 @@ export interface StartOptions {
   watch?: boolean;
   /** How long in-flight requests get to finish on shutdown. */
   drainTimeoutMs?: number;
+  /**
+   * On shutdown, how long `/readyz` says "not ready" while the proxy still
+   * takes new requests, before it stops accepting them and drains: the time a
+   * load balancer needs to notice (its health check interval times its fall
+   * count). 0 by default; on Kubernetes a preStop pause does the same.
+   */
+  shutdownDelayMs?: number;
   /** SECURITY: bearer token for the admin API's POST endpoints (none: they are disabled). */
   adminToken?: string;
   /** Require the token for the admin API's read endpoints too (metrics and health stay open). */
@@ -252,6 +259,8 @@ export async function startStrangler(options: StartOptions): Promise<Strangler> 
     reload: (trigger = 'admin') => store.reload(trigger),
     async close() {
       draining = true;
+      // Unready first, still serving: a load balancer stops sending before connections are refused.
+      if ((options.shutdownDelayMs ?? 0) > 0) await new Promise((resolve) => setTimeout(resolve, options.shutdownDelayMs));
       clearInterval(builderTimer);
       store.close();
       health.close();

@@ -69,6 +69,33 @@ describe('reliability: graceful shutdown', function () {
     keepAlive.destroy();
   });
 
+  it('with STRANGLER_SHUTDOWN_DELAY_MS: /readyz turns unready at once while new connections are still served, then drains and exits 0', async () => {
+    const file = path.join(dir, 'routes-delay.yaml');
+    writeFileSync(file, routesYaml({ buildbot: { url: upstream.url, legacy: true } }));
+    const [port, adminPort] = [await freePort(), await freePort()];
+    let output = '';
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), '--config', file, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1'], {
+      env: { ...process.env, STRANGLER_SHUTDOWN_DELAY_MS: '2000' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(() => output.includes('strangler-proxy listening') || undefined, 15_000, 'the proxy to start');
+    await waitFor(async () => ((await send(new http.Agent(), `http://127.0.0.1:${adminPort}/readyz`)).status === 200 ? true : undefined), 5000, 'ready');
+
+    child.kill('SIGTERM');
+    await waitFor(() => output.includes('shutting down') || undefined, 5000, 'the shutdown to begin');
+    const startedAt = Date.now();
+    expect((await send(new http.Agent(), `http://127.0.0.1:${adminPort}/readyz`)).status, 'unready at once').to.equal(503);
+    const fresh = await send(new http.Agent(), `${url}/during-delay`);
+    expect(fresh.status, 'a new connection during the delay is still served').to.equal(200);
+    expect(Date.now() - startedAt, 'both within the delay').to.be.below(2000);
+    expect(await exited).to.equal(0);
+    expect(Date.now() - startedAt).to.be.at.least(1500);
+  });
+
   it('answers requests that arrive on a kept-alive connection during the drain with Connection: close', async () => {
     const file = path.join(dir, 'routes2.yaml');
     writeFileSync(file, routesYaml({ buildbot: { url: upstream.url, legacy: true } }));
