@@ -19,7 +19,7 @@ set -euo pipefail
 
 usage() {
   echo "usage: bash scripts/install-system-deps.sh PACKAGE..." >&2
-  echo "  packages: buildbot buildbot-worker prometheus chromium nginx wrk postgresql" >&2
+  echo "  packages: buildbot buildbot-worker prometheus chromium nginx wrk postgresql haproxy" >&2
 }
 
 if [ "$#" -eq 0 ]; then
@@ -40,6 +40,8 @@ is_present() {
     wrk) command -v wrk >/dev/null 2>&1 ;;
     # Debian's server binaries live outside PATH, under /usr/lib/postgresql/<version>/bin.
     postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null 2>&1 ;;
+    # Like nginx, in /usr/sbin.
+    haproxy) command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] ;;
     *) return 2 ;;
   esac
 }
