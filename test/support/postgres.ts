@@ -7,6 +7,7 @@
  *
  *   const pg = await startPostgres();      // undefined, with pg.reason, when it cannot
  *   const url = await pg.createDatabase(); // a fresh database per caller
+ *   await pg.restart({ downMs: 2000 });     // an outage: the same port and data, every connection cut
  *   await pg.stop();
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -24,6 +25,13 @@ export interface PostgresCluster {
   port: number;
   /** A new, empty database; its URL. */
   createDatabase(): Promise<string>;
+  /**
+   * Stops the server (`fast`: every session is cut, as a crash or failover
+   * does to clients) and, `downMs` later, starts it again on the same port
+   * and data directory, resolving once it accepts connections. What a store
+   * wrote before survives; its connections and advisory locks do not.
+   */
+  restart(options?: { downMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -62,13 +70,24 @@ export async function startPostgres(): Promise<StartResult> {
   // SECURITY: trust auth (initdb's pg_hba.conf: local socket and 127.0.0.1/::1 only) is safe because the server
   // listens on loopback and on a socket in our own temp dir, and holds only test data.
   await run(initCmd, initArgs);
+  // Asynchronous, so that a test's clients keep running while the server stops and starts.
+  const start = (port: number): Promise<boolean> => {
+    const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=on -c max_connections=100`;
+    const [cmd, args] = as(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', options, 'start']);
+    return run(cmd, args).then(
+      () => true,
+      () => false,
+    );
+  };
+  const stopServer = async (): Promise<void> => {
+    const [cmd, args] = as(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop']);
+    await run(cmd, args).catch(() => undefined);
+  };
   let port = 0;
   let started = false;
   for (let attempt = 0; attempt < 5 && !started; attempt++) {
     port = await freePort();
-    const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=on -c max_connections=100`;
-    const [cmd, args] = as(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', options, 'start']);
-    started = spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+    started = await start(port);
   }
   if (!started) throw new Error(`postgres did not start; see ${logFile}`);
 
@@ -81,9 +100,14 @@ export async function startPostgres(): Promise<StartResult> {
       await run(cmd, args);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
+    async restart({ downMs = 0 } = {}) {
+      await stopServer();
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      // The port was ours a moment ago; another process taking it meanwhile is a failure to report, not to work around.
+      if (!(await start(port))) throw new Error(`postgres did not start again on port ${port}; see ${logFile}`);
+    },
     async stop() {
-      const [cmd, args] = as(path.join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop']);
-      spawnSync(cmd, args, { stdio: 'ignore' });
+      await stopServer();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
