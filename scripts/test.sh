@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-system-deps.sh buildbot buildbot-worker prometheus chromium nginx wrk postgresql haproxy
+bash scripts/install-system-deps.sh buildbot buildbot-worker prometheus chromium nginx wrk postgresql haproxy kubectl
 npm run --silent build
 npx --no-install tsc --noEmit -p tsconfig.json
 
