@@ -41,7 +41,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { summarizeProfile, type ProfileSummary } from './lib/cpuprofile.js';
 import { productionNodeFlags } from './lib/production.js';
-import { busyTicks, CLK_TCK, cpuTicks, freePort, httpGet, killAllSync, median, procStatusBytes, sleep, spawnPinned, stopProc, waitHttp, type Proc } from './lib/procs.js';
+import { busyTicks, CLK_TCK, cpuTicks, systemTicks, freePort, httpGet, killAllSync, median, procStatusBytes, sleep, spawnPinned, stopProc, waitHttp, type Proc } from './lib/procs.js';
 import { startStandinMaster, type StandinMaster } from './lib/standin-master.js';
 
 interface Options {
@@ -51,6 +51,8 @@ interface Options {
   concurrency: number;
   /** `/ws` update events per second from the master; default: each legacy build twice per 2 minutes (a step's start and end). */
   eventsPerSecond: number | null;
+  /** Client reads per second sent to each proxy from start to end (`GET /api/v2/builders/<name>`, proxied to its master), as a proxy in service gets: 0 leaves both idle but for their own work. */
+  backgroundRps: number;
   /** Seconds without first-sight calls that say the first sight of every build is over. */
   quietS: number;
   settleS: number;
@@ -58,23 +60,27 @@ interface Options {
   proxyCpu: string | null;
   /** Profiles the tracked proxy (node --cpu-prof) and summarises the window's samples in the report; the raw .cpuprofile is kept in this directory. */
   cpuProfDir: string | null;
+  /** The build of the proxy both sides run (`dist/` by default): another folder measures a change against the same scenario. */
+  dist: string;
 }
 
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..');
 const given = JSON.parse(process.argv[2] ?? '{}') as Partial<Options>;
 const P: Options = {
   queueBuilds: given.queueBuilds ?? 5000,
   legacyBuilds: given.legacyBuilds ?? 5000,
   concurrency: given.concurrency ?? 16,
   eventsPerSecond: given.eventsPerSecond ?? null,
+  backgroundRps: given.backgroundRps ?? 0,
   quietS: given.quietS ?? 6,
   settleS: given.settleS ?? 10,
   windowS: given.windowS ?? 60,
   proxyCpu: given.proxyCpu ?? null,
   cpuProfDir: given.cpuProfDir ?? null,
+  dist: path.resolve(given.dist ?? path.join(REPO, 'dist')),
 };
 const EVENTS_PER_S = P.eventsPerSecond ?? Math.round((P.legacyBuilds * 2) / 120);
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..');
 const MiB = 2 ** 20;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -85,6 +91,8 @@ const QUEUE_JOB_TYPES = ['linux64-opt', 'linux64-debug', 'linux64-asan', 'linux6
 const LEGACY_JOB_TYPES = ['win64-opt', 'win64-debug', 'macosx64-opt', 'macosx64-debug'];
 /** Calls a tracker makes once per build, when it first sees it (the settling is over when they stop). */
 const FIRST_SIGHT_CALLS = ['builders/<b>/builds', 'buildrequests/<id>', 'builds?buildrequestid='];
+/** The master's name for the background reads (`GET /api/v2/builders/<name>`), which no tracker makes. */
+const BACKGROUND_KIND = 'builders/<b>';
 /** The tracked side's task runs: far past the measurement, while the stand-in worker's reclaims keep each claim alive. */
 const LONG_RUN_MS = 3_600_000;
 /** The reference side's runs and builds: over almost at once. */
@@ -101,16 +109,22 @@ export interface BuildTrackingReport {
   /** The in-flight gauge (strangler_builds_in_flight summed) of the tracked proxy, before and after the window, by backend after. */
   inFlight: { before: number; after: number; byBackend: Record<string, number>; reference: number };
   windowS: number;
-  /** Share of one core. */
-  cpu: { tracked: number; reference: number; added: number };
+  /** Share of one core; `trackedSystem`: the part of `tracked` spent in the kernel (the store's fsyncs, sockets). */
+  cpu: { tracked: number; reference: number; added: number; trackedSystem: number };
   rssMiB: { tracked: number; reference: number; added: number; trackedBeforeForces: number };
-  heapUsedMiB: { tracked: number; reference: number };
+  /** At the window's end (node's heap, used and reserved; memory outside it that JS objects hold), and RSS every second of the window. */
+  memoryMiB: Record<'tracked' | 'reference', { heapUsed: number; heapTotal: number; external: number; rssSamples: number[] }>;
+  /** Node's event-loop delay over the window (monitorEventLoopDelay, 10 ms resolution): what a request arriving then may wait before the proxy looks at it. */
+  eventLoopDelayMs: Record<'tracked' | 'reference', { p50: number; p99: number; max: number }>;
   /** Calls the tracked proxy made to the queue during the window, per second, by Queue method (its own strangler_queue_calls_total). */
   queueCallsPerS: { total: number; byMethod: Record<string, number> };
   /** Every call the tracked proxy's master answered before the window (the forces and the first sight of each build), by kind. */
   masterCallsBeforeWindow: Record<string, number>;
   /** Calls the master answered the tracked proxy during the window, per second, by kind; events are what it sent on /ws. */
+  /** `total` leaves out the events and the background reads the proxy forwarded (`builders/<b>`): what tracking asks. */
   masterCallsPerS: { total: number; byKind: Record<string, number> };
+  /** Background reads sent to each proxy over the run. */
+  backgroundReads: number;
   /** All the reference proxy asked its master, per second: health checks, and its follower's rounds with no build open. */
   referenceMasterCallsPerS: number;
   /** strangler_build_tracking_errors_total of the tracked proxy by the end, by operation; and warnings it logged. */
@@ -154,7 +168,7 @@ async function startProxy(name: string, tmp: string, config: string, env: NodeJS
   const [port, adminPort] = [await freePort(), await freePort()];
   const logFile = path.join(tmp, `${name}.log`);
   const out = fs.openSync(logFile, 'w');
-  const proc = spawnPinned(name, P.proxyCpu, process.execPath, [...productionNodeFlags(REPO), ...nodeArgs, path.join(REPO, 'dist/cli.js'), 'serve', '--config', config, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--data-dir', path.join(tmp, `${name}-data`), '--log-level', 'info'], {
+  const proc = spawnPinned(name, P.proxyCpu, process.execPath, [...productionNodeFlags(REPO), ...nodeArgs, path.join(P.dist, 'cli.js'), 'serve', '--config', config, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--data-dir', path.join(tmp, `${name}-data`), '--log-level', 'info'], {
     env: { ...env, STRANGLER_ADMIN_TOKEN: '', LOG_FORMAT: 'json' },
     stdio: ['ignore', out, 'inherit'],
     cwd: tmp,
@@ -164,15 +178,23 @@ async function startProxy(name: string, tmp: string, config: string, env: NodeJS
   return { name, proc, port, adminPort, logFile };
 }
 
-/** Each sample of a metric family, by its labels. */
-async function scrape(proxy: Proxy, family: string): Promise<Array<{ labels: Record<string, string>; value: number }>> {
-  const res = await httpGet(`http://127.0.0.1:${proxy.adminPort}/metrics`, 10_000);
-  const out: Array<{ labels: Record<string, string>; value: number }> = [];
-  for (const m of res.body.matchAll(new RegExp(`^${family}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
-    const labels = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
-    out.push({ labels, value: Number(m[2]) });
-  }
-  return out;
+type Samples = Array<{ labels: Record<string, string>; value: number }>;
+
+/** One scrape of a proxy's /metrics: each sample of a family, by its labels. (A scrape also starts node's event-loop delay histogram over.) */
+async function scrapeAll(proxy: Proxy): Promise<(family: string) => Samples> {
+  const { body } = await httpGet(`http://127.0.0.1:${proxy.adminPort}/metrics`, 10_000);
+  return (family) => {
+    const out: Samples = [];
+    for (const m of body.matchAll(new RegExp(`^${family}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+      const labels = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
+      out.push({ labels, value: Number(m[2]) });
+    }
+    return out;
+  };
+}
+
+async function scrape(proxy: Proxy, family: string): Promise<Samples> {
+  return (await scrapeAll(proxy))(family);
 }
 const sum = (samples: Array<{ value: number }>) => samples.reduce((a, s) => a + s.value, 0);
 function byLabel(samples: Array<{ labels: Record<string, string>; value: number }>, label: string): Record<string, number> {
@@ -273,6 +295,30 @@ async function forceAll(side: Side): Promise<void> {
   await batch(LEGACY_JOB_TYPES, P.legacyBuilds - 1, 1 + P.queueBuilds);
 }
 
+/** Reads at a steady rate to each proxy until stopped; resolves with how many each side sent and how many failed. */
+function background(sides: readonly Side[]): () => Promise<{ requests: number; errors: number }> {
+  let requests = 0;
+  let errors = 0;
+  const pending = new Set<Promise<void>>();
+  const timer = P.backgroundRps > 0 ? setInterval(() => {
+    for (const side of sides) {
+      const one = side.pool.request({ method: 'GET', path: `/api/v2/builders/${LEGACY_JOB_TYPES[requests % LEGACY_JOB_TYPES.length]}` })
+        .then(async (res) => {
+          await res.body.dump();
+          if (res.statusCode !== 200) errors++;
+        }, () => void errors++)
+        .finally(() => pending.delete(one));
+      pending.add(one);
+      requests++;
+    }
+  }, 1000 / P.backgroundRps) : undefined;
+  return async () => {
+    clearInterval(timer);
+    await Promise.all(pending);
+    return { requests: requests / Math.max(1, sides.length), errors };
+  };
+}
+
 async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strangler-tracking-bench-'));
   const procs: Proc[] = [];
@@ -282,6 +328,7 @@ async function main(): Promise<void> {
     const creds = { TASKCLUSTER_CLIENT_ID: 'bench', TASKCLUSTER_ACCESS_TOKEN: randomBytes(24).toString('base64url') };
     sides.push(...(await Promise.all([startSide('tracked', tmp, creds, procs, masters), startSide('reference', tmp, creds, procs, masters)])));
     const [tracked, reference] = sides as [Side, Side];
+    const stopBackground = background(sides);
     await sleep(2000);
     const trackedBeforeForces = procStatusBytes(tracked.proxy.proc.pid, 'VmRSS') / MiB;
     const total = P.queueBuilds + P.legacyBuilds;
@@ -314,13 +361,15 @@ async function main(): Promise<void> {
     const settleS = (performance.now() - s0) / 1000;
 
     // ---- the window: both proxies, the same seconds
-    const before = await gauge(tracked);
-    const queueCalls0 = byLabel(await scrape(tracked.proxy, 'strangler_queue_calls_total'), 'method');
+    const start = await scrapeAll(tracked.proxy);
+    await scrapeAll(reference.proxy);
+    const before = sum(start('strangler_builds_in_flight'));
+    const queueCalls0 = byLabel(start('strangler_queue_calls_total'), 'method');
     const master0 = tracked.master.calls();
     const ref0 = sum(Object.values(reference.master.calls()).map((value) => ({ value })));
     // This script (with the masters in it) and the queues: the bench's own load, not the machine's other work.
     const ours = () => cpuTicks(process.pid) + cpuTicks(tracked.queue.pid) + cpuTicks(reference.queue.pid);
-    const ticks = () => ({ tracked: cpuTicks(tracked.proxy.proc.pid), reference: cpuTicks(reference.proxy.proc.pid), busy: busyTicks(), ours: ours() });
+    const ticks = () => ({ tracked: cpuTicks(tracked.proxy.proc.pid), trackedSystem: systemTicks(tracked.proxy.proc.pid), reference: cpuTicks(reference.proxy.proc.pid), busy: busyTicks(), ours: ours() });
     const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     const t0 = ticks();
     const w0 = performance.now();
@@ -337,12 +386,22 @@ async function main(): Promise<void> {
     window.toUs = monotonicUs();
     const master1 = tracked.master.calls();
     const ref1 = sum(Object.values(reference.master.calls()).map((value) => ({ value })));
-    const queueCalls1 = byLabel(await scrape(tracked.proxy, 'strangler_queue_calls_total'), 'method');
-    const after = await gauge(tracked);
-    const byBackend = byLabel(await scrape(tracked.proxy, 'strangler_builds_in_flight'), 'backend');
-    const referenceInFlight = await gauge(reference);
-    const trackingErrors = byLabel(await scrape(tracked.proxy, 'strangler_build_tracking_errors_total'), 'operation');
-    const heap = async (side: Side) => r1(sum(await scrape(side.proxy, 'nodejs_heap_size_used_bytes')) / MiB);
+    const backgroundReads = await stopBackground();
+    if (backgroundReads.errors > 0) throw new Error(`${backgroundReads.errors} of the background reads failed`);
+    const end = { tracked: await scrapeAll(tracked.proxy), reference: await scrapeAll(reference.proxy) };
+    const queueCalls1 = byLabel(end.tracked('strangler_queue_calls_total'), 'method');
+    const after = sum(end.tracked('strangler_builds_in_flight'));
+    const byBackend = byLabel(end.tracked('strangler_builds_in_flight'), 'backend');
+    const referenceInFlight = sum(end.reference('strangler_builds_in_flight'));
+    const trackingErrors = byLabel(end.tracked('strangler_build_tracking_errors_total'), 'operation');
+    const memory = (metric: (family: string) => Samples, samples: number[]) => ({
+      heapUsed: r1(sum(metric('nodejs_heap_size_used_bytes')) / MiB),
+      heapTotal: r1(sum(metric('nodejs_heap_size_total_bytes')) / MiB),
+      external: r1(sum(metric('nodejs_external_memory_bytes')) / MiB),
+      rssSamples: samples.map(r1),
+    });
+    const ms = (metric: (family: string) => Samples, family: string) => r1(sum(metric(family)) * 1000);
+    const loopDelay = (metric: (family: string) => Samples) => ({ p50: ms(metric, 'nodejs_eventloop_lag_p50_seconds'), p99: ms(metric, 'nodejs_eventloop_lag_p99_seconds'), max: ms(metric, 'nodejs_eventloop_lag_max_seconds') });
     if (after !== total || before !== total) throw new Error(`the in-flight gauge read ${before} before the window and ${after} after it; ${total} builds are in flight`);
     for (const side of sides) {
       const unsupported = side.master.calls().unsupported ?? 0;
@@ -363,17 +422,19 @@ async function main(): Promise<void> {
       settleS: r1(settleS),
       inFlight: { before, after, byBackend, reference: referenceInFlight },
       windowS: r1(windowS),
-      cpu: { tracked: r4(cpu.tracked), reference: r4(cpu.reference), added: r4(cpu.tracked - cpu.reference) },
+      cpu: { tracked: r4(cpu.tracked), reference: r4(cpu.reference), added: r4(cpu.tracked - cpu.reference), trackedSystem: r4(core(t1.trackedSystem - t0.trackedSystem)) },
       rssMiB: { tracked: r1(rssMed.tracked), reference: r1(rssMed.reference), added: r1(rssMed.tracked - rssMed.reference), trackedBeforeForces: r1(trackedBeforeForces) },
-      heapUsedMiB: { tracked: await heap(tracked), reference: await heap(reference) },
+      memoryMiB: { tracked: memory(end.tracked, rss.tracked), reference: memory(end.reference, rss.reference) },
+      eventLoopDelayMs: { tracked: loopDelay(end.tracked), reference: loopDelay(end.reference) },
       queueCallsPerS: { total: r4(sum(Object.values(queueByMethod).map((value) => ({ value })))), byMethod: queueByMethod },
       masterCallsBeforeWindow: master0,
       masterCallsPerS: {
-        total: r4(sum(Object.entries(masterByKind).filter(([k]) => k !== 'ws event').map(([, value]) => ({ value })))),
+        total: r4(sum(Object.entries(masterByKind).filter(([k]) => k !== 'ws event' && k !== BACKGROUND_KIND).map(([, value]) => ({ value })))),
         byKind: masterByKind,
       },
       referenceMasterCallsPerS: r4((ref1 - ref0) / windowS),
       trackingErrors,
+      backgroundReads: backgroundReads.requests,
       warnings: warningsOf(tracked.proxy.logFile).slice(0, 10),
       machine: {
         cpus: os.cpus().length,

@@ -154,6 +154,16 @@ export function cpuTicks(pid: number): number {
   }
 }
 
+/** stime alone: the part of `cpuTicks` spent in the kernel (NaN when it is gone). */
+export function systemTicks(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]);
+  } catch {
+    return NaN;
+  }
+}
+
 /** This process's own CPU plus that of its reaped children (wrk runs that have ended), in ticks. */
 export function selfAndReapedTicks(): number {
   const stat = fs.readFileSync('/proc/self/stat', 'utf8');

@@ -11,7 +11,8 @@
  *   starts a build at once that runs `buildMs` (by default, until the
  *   master stops) and then finishes with SUCCESS. Answers
  *   `{"id":..,"jsonrpc":"2.0","result":[bsid,{"<builderid>":brid}]}`.
- * - `GET /api/v2/builders` and `GET /api/v2/builders/<id|name>/builds`,
+ * - `GET /api/v2/builders`, `GET /api/v2/builders/<id|name>` and
+ *   `GET /api/v2/builders/<id|name>/builds`,
  *   `GET /api/v2/buildrequests/<id>`, and `GET /api/v2/builds` with the
  *   filters `buildid`, `buildid__gt`, `buildrequestid`, `builderid`,
  *   `complete`, and `order`, `limit`, `offset`, `field`. Compact JSON with
@@ -263,7 +264,17 @@ export async function startStandinMaster(options: StandinMasterOptions): Promise
       const list = options.builders.map((name, i) => ({ builderid: i + 1, name, masterids: [1], description: null, tags: [] }));
       return answer(res, req, 'builders', list, query, list.length);
     }
-    let m = /^\/api\/v2\/builders\/([^/]+)\/builds$/.exec(path);
+    let m = /^\/api\/v2\/builders\/([^/]+)$/.exec(path);
+    if (m) {
+      count('builders/<b>');
+      only(query, ITEM_QUERY);
+      const key = decodeURIComponent(m[1]!);
+      const builderid = /^\d+$/.test(key) ? Number(key) : builderIds.get(key);
+      const name = options.builders[(builderid ?? 0) - 1];
+      if (name === undefined) throw new BadRequest(`unknown builder: ${key}`);
+      return answer(res, req, 'builders', [{ builderid, name, masterids: [1], description: null, tags: [] }], query);
+    }
+    m = /^\/api\/v2\/builders\/([^/]+)\/builds$/.exec(path);
     if (m) {
       count('builders/<b>/builds');
       const key = decodeURIComponent(m[1]!);
