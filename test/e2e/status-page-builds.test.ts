@@ -7,22 +7,18 @@
  * a reload, and the chosen window survives the refresh) and off.
  */
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { BuildbotClient } from '../support/buildbot-client.js';
+import { launchChromium, pageProblems, requireChromium } from '../support/chromium.js';
 import { scenario, startProxyWithBuilds, type ProxyWithBuilds } from '../support/outcomes.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** The page's colours (src/admin/page.ts STYLE): red for move back, green for ready to move. */
 const RED = 'rgb(185, 28, 28)';
 const GREEN = 'rgb(4, 120, 87)';
 
 async function force(proxyUrl: string, builder: string): Promise<void> {
-  const res = await fetch(`${proxyUrl}/api/v2/forceschedulers/force`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: [builder], revision: 'abc', reason: 'e2e' } }),
-  });
-  expect(res.status, await res.clone().text()).to.equal(200);
+  const answer = await new BuildbotClient(proxyUrl).force([builder], { revision: 'abc', reason: 'e2e' });
+  expect(answer.status, JSON.stringify(answer)).to.equal(200);
 }
 
 /** What a row of a job type's side shows, by column. */
@@ -41,18 +37,9 @@ describe('e2e: status page, builds of the two sides compared, in headless Chromi
   let browser: Browser;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.STRANGLER_SKIP_CHROMIUM === '1') {
-        console.warn(`    WARNING: ${CHROMIUM} is missing and STRANGLER_SKIP_CHROMIUM=1: the builds section is not tested in a browser`);
-        this.skip();
-      }
-      throw new Error(`${CHROMIUM} is missing: install it with "bash scripts/install-system-deps.sh chromium", or set STRANGLER_SKIP_CHROMIUM=1 to skip this suite`);
-    }
+    requireChromium(this, 'the builds section');
     world = await startProxyWithBuilds(scenario(Date.now()), { worker: { runMs: 50 } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
@@ -62,11 +49,7 @@ describe('e2e: status page, builds of the two sides compared, in headless Chromi
   it('shows each job type\'s sides, differences, verdict and charts; a build forced meanwhile appears; the window chosen stays', async () => {
     const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
     const page = await context.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
+    const problems = pageProblems(page);
     await page.goto(`${world.proxy.adminUrl}/`);
     expect(await page.evaluate(() => document.documentElement.dataset.refresh)).to.equal('on');
     const section = page.locator('#builds');

@@ -7,15 +7,15 @@
  */
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import request from 'supertest';
+import { launchChromium, pageProblems, requireChromium } from '../support/chromium.js';
 import { routesYaml, startTestProxy, type TestProxy } from '../support/proxy.js';
 import { startUpstream, type TestUpstream } from '../support/upstream.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OUTPUT = path.join(ROOT, 'test-output');
 const VIEWPORT = { width: 1366, height: 768 };
@@ -43,19 +43,9 @@ describe('e2e: status page in headless Chromium', function () {
   let browser: Browser;
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.STRANGLER_SKIP_CHROMIUM === '1') {
-        console.warn(`    WARNING: ${CHROMIUM} is missing and STRANGLER_SKIP_CHROMIUM=1: the status page is not tested in a browser`);
-        this.skip();
-      }
-      throw new Error(`${CHROMIUM} is missing: install it with "bash scripts/install-system-deps.sh chromium" (or "sudo apt-get install -y chromium"), or set STRANGLER_SKIP_CHROMIUM=1 to skip this suite`);
-    }
+    requireChromium(this, 'the status page');
     mkdirSync(OUTPUT, { recursive: true });
-    // A fresh temporary profile per launch (playwright makes and removes it); nothing may reach other hosts.
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
@@ -91,11 +81,7 @@ describe('e2e: status page in headless Chromium', function () {
 
     const context = await browser.newContext({ viewport: VIEWPORT });
     const page = await context.newPage();
-    const problems: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
-    page.on('pageerror', (e) => problems.push(e.message));
+    const problems = pageProblems(page);
     const requestsElsewhere: string[] = [];
     page.on('request', (r) => {
       if (!r.url().startsWith(t.adminUrl) && !r.url().startsWith('data:')) requestsElsewhere.push(r.url());
