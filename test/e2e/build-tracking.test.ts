@@ -20,19 +20,19 @@
  * with the install command, unless STRANGLER_SKIP_BUILDBOT=1 (then skipped).
  */
 import { expect } from 'chai';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BuildComparison } from '../../src/tracking/compare.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
+import { requireBuiltCli, runCli, type CliProcess } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
+import { startProxyProcess } from '../support/proxy-process.js';
+import { legacyAndQueueYaml } from '../support/queue-proxy.js';
 import { freePort } from '../support/upstream.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const QUEUE = 'proj-tracking/linux';
 const TOKEN = 'tracking-e2e-secret-access-token';
 const LEGACY_BUILDERS = ['bb-pass', 'bb-fail', 'bb-exc', 'bb-nightly', 'bb-untracked'];
@@ -65,36 +65,32 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
   let configFile: string;
   let port: number;
   let adminPort: number;
-  let child: ChildProcess | undefined;
-  let output = '';
+  let proxy: CliProcess | undefined;
   let client: BuildbotClient;
 
   async function startProxy(): Promise<void> {
-    output = '';
-    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--data-dir', path.join(dir, 'data'), '--log-level', 'info'], {
+    proxy = await startProxyProcess({
+      command: ['serve'],
+      configFile,
+      port,
+      adminPort,
+      args: ['--data-dir', path.join(dir, 'data'), '--log-level', 'info'],
       env: { ...process.env, TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      startTimeoutMs: 20_000,
     });
-    child = proc;
-    proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(() => output.includes('strangler-proxy listening') || (proc.exitCode !== null ? Promise.reject(new Error(`the proxy exited: ${output}`)) : undefined), 20_000, 'the proxy to start');
   }
 
   async function stopProxy(signal: NodeJS.Signals): Promise<void> {
-    const proc = child;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill(signal);
-    await exited;
-    child = undefined;
+    if (proxy === undefined || !proxy.running()) return;
+    await proxy.stop(signal);
+    proxy = undefined;
   }
 
   const metricsText = async () => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
 
   before(async function () {
     requireBuildbot(this);
-    if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
+    requireBuiltCli();
     bb = await startBuildbotMasters([
       {
         name: 'legacy',
@@ -117,19 +113,15 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
 `;
     writeFileSync(
       configFile,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: ${QUEUE}
-      payload: { command: [echo, tracked] }
-routes:
-${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-exc', 'exception')}${onQueue('tc-cancel', 'success')}  - jobType: bb-nightly
+      legacyAndQueueYaml({
+        legacyUrl: legacy.url,
+        rootUrl: queue.rootUrl,
+        task: `{ taskQueueId: ${QUEUE}, payload: { command: [echo, tracked] } }`,
+        routes: `${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-exc', 'exception')}${onQueue('tc-cancel', 'success')}  - jobType: bb-nightly
     backend: buildbot
     track: true
 `,
+      }),
     );
     port = await freePort();
     adminPort = await freePort();
@@ -200,7 +192,7 @@ ${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-ex
       const s = await total();
       return [...expected.values()].reduce((a, b) => a + b, 0) === [...s.values()].reduce((a, b) => a + b, 0) ? s : undefined;
     }, 60_000, 'every build counted').catch(async (error: Error) => {
-      throw new Error(`${error.message}: counted ${JSON.stringify([...(await total())])}\n${output.slice(-3000)}`);
+      throw new Error(`${error.message}: counted ${JSON.stringify([...(await total())])}\n${proxy?.output().slice(-3000)}`);
     });
     // Both processes counted: the first before it was killed, the second what ended while it was down.
     const countedBy = (text: string) => [...samples(text, 'strangler_builds_finished_total').values()].reduce((a, b) => a + b, 0);
@@ -218,8 +210,8 @@ ${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-ex
       return found;
     };
     expect(resultsOf((await (await fetch(`http://127.0.0.1:${adminPort}/builds?window=1h`)).json()) as BuildComparison)).to.deep.equal(expected);
-    const printed = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'report', '--admin', `http://127.0.0.1:${adminPort}`, '--window', '1h', '--format', 'json'], { encoding: 'utf8', timeout: 20_000 });
-    expect(printed.status, printed.stderr).to.equal(0);
+    const printed = await runCli(['report', '--admin', `http://127.0.0.1:${adminPort}`, '--window', '1h', '--format', 'json']);
+    expect(printed.code, printed.stderr).to.equal(0);
     expect(resultsOf(JSON.parse(printed.stdout) as BuildComparison)).to.deep.equal(expected);
 
     // Nothing is left in flight (the gauge is refreshed each tracking round).
@@ -229,7 +221,7 @@ ${onQueue('tc-pass', 'success')}${onQueue('tc-fail', 'failure')}${onQueue('tc-ex
     });
     const after = await metricsText();
     // The real master's /ws events were followed (an events outage would be counted), and no step failed.
-    expect(output).to.include("following a backend's build events");
+    expect(proxy!.output()).to.include("following a backend's build events");
     expect([...samples(before, 'strangler_build_tracking_errors_total'), ...samples(after, 'strangler_build_tracking_errors_total')].filter(([, v]) => v > 0)).to.deep.equal([]);
 
     // Durations and waits: exactly what the master and the queue say of the same builds.

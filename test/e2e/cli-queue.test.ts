@@ -5,80 +5,47 @@
  * a build, buildrequest or buildset id, and the task a force would create.
  */
 import { expect } from 'chai';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { QueuesView } from '../../src/admin/views.js';
 import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { MINTED_ID_BASE } from '../../src/store/store.js';
+import { commandEnv, requireBuiltCli, runCli } from '../support/cli-process.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'dist', 'cli.js');
-const ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(STRANGLER_.*|PORT|ADMIN_PORT|HOST|ADMIN_HOST|LOG_LEVEL|LOG_FORMAT|TASKCLUSTER_.*)$/.test(name)));
+const ENV = commandEnv({ taskcluster: true });
 const ACCESS_TOKEN = 'cli-queue-secret-access-token';
 
 /** The command in a child process, without blocking this one (the proxy it asks runs here). */
-function run(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[], cwd: string) => runCli(args, { cwd, env: ENV });
 
-function queueRoutes(legacyUrl: string, rootUrl: string): string {
-  return `backends:
-  buildbot: { url: ${legacyUrl}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${rootUrl}
-    task:
-      taskQueueId: proj-ci/linux
-      payload: { command: [echo, '\${builder.name}', '\${revision}'] }
-routes:
-  - jobType: linux64-*
-    backend: queue
-`;
-}
+const queueRoutes = (legacyUrl: string, rootUrl: string) => legacyAndQueueYaml({ legacyUrl, rootUrl, task: `{ taskQueueId: proj-ci/linux, payload: { command: [echo, '\${builder.name}', '\${revision}'] } }` });
 
 describe('e2e: explain and plan for work on a queue (CLI)', function () {
   this.timeout(60_000);
-  let dir: string;
   let queue: StandinQueue;
   let legacy: StandinBackend;
+  let world: QueueProxy;
   let proxy: Strangler;
+  let dir: string;
   let file: string;
   let forced: { bsid: number; brid: number; buildid: number; taskId: string };
-  const saved = { ...process.env };
 
   before(async function () {
-    if (spawnSync(process.execPath, [BIN, '--help']).status !== 0) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`);
-    dir = mkdtempSync(path.join(tmpdir(), 'cli-queue-'));
+    requireBuiltCli();
     queue = await startStandinQueue({ clients: { proxy: { accessToken: ACCESS_TOKEN, scopes: ['*'] } }, worker: { taskQueueIds: ['proj-ci/linux'], startDelayMs: 20, runMs: 50, failureRate: 0, seed: 1 } as never });
     legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt', 'win32-debug'] });
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = ACCESS_TOKEN;
-    file = path.join(dir, 'routes.yaml');
-    writeFileSync(file, queueRoutes(legacy.url, queue.rootUrl));
-    proxy = await startStrangler({ configFile: file, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), queueFollowIntervalMs: 100, watch: false, logger: createLogger({ level: 'error' }) });
+    world = await startQueueProxy(queueRoutes(legacy.url, queue.rootUrl), { credentials: { clientId: 'proxy', accessToken: ACCESS_TOKEN }, queueFollowIntervalMs: 100, watch: false });
+    ({ proxy, dir, configFile: file } = world);
     forced = await forceAndFinish(proxy.proxyUrl, proxy.adminUrl, 'linux64-opt');
     expect(forced.taskId).to.match(/^[A-Za-z0-9_-]{22}$/);
   });
   after(async () => {
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await legacy?.close();
-    process.env = saved;
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('--build ID of a minted build: the queue that has it, its taskId and state, through the running proxy', async () => {

@@ -6,29 +6,24 @@
  * variables that would point the command elsewhere (STRANGLER_CONFIG, PORT, ...) are cleared.
  */
 import { expect } from 'chai';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import request from 'supertest';
+import { CLI, commandEnv, requireBuiltCli, ROOT, runCli, startCli, type CliProcess } from '../support/cli-process.js';
 import { freePort, startUpstream, type TestUpstream } from '../support/upstream.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'dist', 'cli.js');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-/** The environment without the variables the command reads, so a developer's shell cannot change what a test sees. */
-const ENV: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([name]) => !/^(STRANGLER_.*|PORT|ADMIN_PORT|HOST|ADMIN_HOST|LOG_LEVEL|LOG_FORMAT)$/.test(name)),
-);
+const ENV = commandEnv();
 
 function run(args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: FIXTURES, env: { ...ENV, ...env }, encoding: 'utf8', timeout: 20_000 });
+  const result = spawnSync(process.execPath, [CLI, ...args], { cwd: FIXTURES, env: { ...ENV, ...env }, encoding: 'utf8', timeout: 20_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -49,17 +44,7 @@ async function canListen(port: number): Promise<boolean> {
 }
 
 /** As run, without blocking this process: for commands that ask a proxy running in this very process. */
-function runAsync(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: FIXTURES, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runAsync = (args: string[], env: Record<string, string | undefined> = {}) => runCli(args, { cwd: FIXTURES, env: { ...ENV, ...env } });
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const readText = (file: string) => readFileSync(file, 'utf8');
@@ -67,7 +52,7 @@ const readText = (file: string) => readFileSync(file, 'utf8');
 describe('e2e: command line', function () {
   let dir: string;
   before(function () {
-    if (spawnSync(process.execPath, [BIN, '--help']).status !== 0) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`);
+    requireBuiltCli();
   });
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'strangler-cli-'));
@@ -83,15 +68,10 @@ describe('e2e: command line', function () {
   };
 
   /** A command that keeps running (serve, demo), in the test's folder; its stdout and stderr together. */
-  function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-    let output = '';
-    const c = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    c.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    children.push(c);
-    // 'close', not 'exit': by then all of its output has arrived.
-    const exited = new Promise<number | null>((resolve) => c.on('close', (code) => resolve(code)));
-    return { child: c, output: () => output, exited };
+  function start(args: string[], env: Record<string, string> = {}): CliProcess {
+    const c = startCli(args, { cwd: dir, env: { ...ENV, ...env } });
+    children.push(c.child);
+    return c;
   }
 
   const write = (name: string, text: string) => {

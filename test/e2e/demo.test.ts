@@ -9,19 +9,16 @@
  * STRANGLER_TEST_BIN runs another build of the command than dist/cli.js.
  */
 import { expect } from 'chai';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CLI, commandEnv, requireBuiltCli, startCli, type CliProcess } from '../support/cli-process.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.STRANGLER_TEST_BIN ?? path.join(ROOT, 'dist', 'cli.js');
+const BIN = process.env.STRANGLER_TEST_BIN ?? CLI;
 
 /** Without the variables the command reads (a developer's real Taskcluster credentials included). */
-const ENV: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([name]) => !/^(STRANGLER_.*|TASKCLUSTER_.*|PORT|ADMIN_PORT|HOST|ADMIN_HOST|LOG_LEVEL|LOG_FORMAT)$/.test(name)),
-);
+const ENV = commandEnv({ taskcluster: true });
 
 interface Curl {
   line: string;
@@ -104,34 +101,30 @@ async function pollUntilComplete(curl: Curl, timeoutMs: number): Promise<Buildre
 
 describe('e2e: npm run demo (the queue demo)', function () {
   this.timeout(60_000);
-  let child: ChildProcess | undefined;
-  let output = '';
-  let exited: Promise<number | null>;
+  let demo: CliProcess | undefined;
+  const output = () => demo?.output() ?? '';
   let cwd: string;
 
   before(async function () {
-    if (spawnSync(process.execPath, [BIN, '--help']).status !== 0) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`);
+    requireBuiltCli(BIN);
     cwd = mkdtempSync(path.join(tmpdir(), 'strangler-demo-test-'));
-    child = spawn(process.execPath, [BIN, 'demo', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { cwd, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    exited = new Promise((resolve) => child!.on('close', (code) => resolve(code)));
+    demo = startCli(['demo', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'warn'], { bin: BIN, cwd, env: ENV });
     const deadline = Date.now() + 20_000;
-    while (!output.includes('Ctrl-C stops the demo')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the demo did not start:\n${output}`);
+    while (!output().includes('Ctrl-C stops the demo')) {
+      if (!demo.running() || Date.now() > deadline) throw new Error(`the demo did not start:\n${output()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   });
 
-  after(() => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  after(async () => {
+    await demo?.stop('SIGKILL');
     rmSync(cwd, { recursive: true, force: true });
   });
 
-  const curlLines = () => output.split('\n').filter((l) => /^\s+curl /.test(l)).map(parseCurl);
+  const curlLines = () => output().split('\n').filter((l) => /^\s+curl /.test(l)).map(parseCurl);
   /** The printed walk-throughs: a heading "<builder> runs on ..." and its four curl lines. */
   const walkthroughs = () => {
-    const lines = output.split('\n');
+    const lines = output().split('\n');
     const out: Array<{ builder: string; where: string; force: Curl; poll: Curl; builds: Curl; log: Curl }> = [];
     lines.forEach((line, i) => {
       const m = /^ {2}(\S+) runs (on .*):$/.exec(line);
@@ -143,13 +136,13 @@ describe('e2e: npm run demo (the queue demo)', function () {
   };
 
   it('starts a stand-in queue, a legacy look-alike and the proxy on its own routes file, and never prints the queue credentials', () => {
-    expect(output).to.match(/^ {2}stand-in: +queue +http:\/\/127\.0\.0\.1:\d+ +\(a Taskcluster queue/m);
-    expect(output).to.match(/^ {2}stand-in: +buildbot +http:\/\/127\.0\.0\.1:\d+ +\(legacy/m);
-    const routes = /^ {2}routes: +(\S+)/m.exec(output)?.[1];
-    expect(routes, output).to.be.a('string');
+    expect(output()).to.match(/^ {2}stand-in: +queue +http:\/\/127\.0\.0\.1:\d+ +\(a Taskcluster queue/m);
+    expect(output()).to.match(/^ {2}stand-in: +buildbot +http:\/\/127\.0\.0\.1:\d+ +\(legacy/m);
+    const routes = /^ {2}routes: +(\S+)/m.exec(output())?.[1];
+    expect(routes, output()).to.be.a('string');
     expect(existsSync(routes!), routes).to.equal(true);
     // SECURITY: the made-up access token (44 base64url characters) appears nowhere.
-    expect(output).to.not.match(/[A-Za-z0-9_-]{44}/);
+    expect(output()).to.not.match(/[A-Za-z0-9_-]{44}/);
   });
 
   it('the builder lines: linux64-opt is answered by the queue side, win32-debug by the legacy master', async () => {
@@ -166,7 +159,7 @@ describe('e2e: npm run demo (the queue demo)', function () {
   });
 
   it('the explain line decides as the proxy does: the force of linux64-opt goes to the queue', () => {
-    const line = output.split('\n').find((l) => l.includes('npx strangler-proxy explain'))!;
+    const line = output().split('\n').find((l) => l.includes('npx strangler-proxy explain'))!;
     const m = /explain --config (\S+) (POST) (\S+) --body-file <\(echo '([^']*)'\)$/.exec(line.trim());
     expect(m, line).to.not.equal(null);
     const bodyFile = path.join(cwd, 'force.json');
@@ -225,9 +218,9 @@ describe('e2e: npm run demo (the queue demo)', function () {
   });
 
   it('stops on SIGTERM with exit 0 and removes its temporary folder (routes file and store)', async () => {
-    const routes = /^ {2}routes: +(\S+)/m.exec(output)![1]!;
-    child!.kill('SIGTERM');
-    expect(await exited, output).to.equal(0);
+    const routes = /^ {2}routes: +(\S+)/m.exec(output())![1]!;
+    demo!.child.kill('SIGTERM');
+    expect(await demo!.exited, output()).to.equal(0);
     expect(existsSync(path.dirname(routes)), path.dirname(routes)).to.equal(false);
   });
 });

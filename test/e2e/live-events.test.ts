@@ -13,17 +13,16 @@
  * with the install command, unless STRANGLER_SKIP_BUILDBOT=1 (then skipped).
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { WebSocket } from 'ws';
 import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import { startStrangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { MINTED_ID_BASE } from '../../src/store/store.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, RESULTS, type Json } from '../support/buildbot-client.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
 const QUEUE = 'proj-live/linux';
 const TOKEN = 'live-e2e-secret-access-token-0123';
@@ -105,14 +104,11 @@ describe('e2e: the web UI\'s /ws carries the events of queue builds next to the 
   let bb: BuildbotMasters | undefined;
   let legacy: BuildbotMaster;
   let queue: StandinQueue | undefined;
-  let proxy: Strangler | undefined;
-  let dir: string;
+  let world: QueueProxy | undefined;
   let client: BuildbotClient;
   let wsUrl: string;
-  let configFile: string;
   let logger: ReturnType<typeof createLogger>;
   const live: LiveClient[] = [];
-  const savedEnv: Record<string, string | undefined> = {};
 
   const connect = async () => {
     const c = new LiveClient(wsUrl);
@@ -129,42 +125,25 @@ describe('e2e: the web UI\'s /ws carries the events of queue builds next to the 
       clients: { proxy: { accessToken: TOKEN, scopes: ['*'] } },
       worker: { taskQueueIds: [QUEUE], startDelayMs: 300, runMs: 1500, failureRate: 0, seed: 7 },
     });
-    for (const k of ['TASKCLUSTER_CLIENT_ID', 'TASKCLUSTER_ACCESS_TOKEN']) savedEnv[k] = process.env[k];
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = TOKEN;
-    dir = mkdtempSync(path.join(tmpdir(), 'strangler-e2e-live-'));
-    configFile = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      configFile,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: ${QUEUE}
-      payload: { command: [echo, 'built \${builder.name}'] }
-routes:
-  - jobType: ${ON_QUEUE}
-    backend: queue
-`,
-    );
     logger = createLogger({ stream: new Writable({ write: (_c, _e, done) => done() }), level: 'error' });
-    proxy = await startStrangler({ configFile, port: 0, adminPort: 0, host: '127.0.0.1', logger, dataDir: path.join(dir, 'data'), queueFollowIntervalMs: 300, drainTimeoutMs: 2000 });
-    client = new BuildbotClient(proxy.proxyUrl);
-    wsUrl = `${proxy.proxyUrl.replace(/^http/, 'ws')}/ws`;
+    world = await startQueueProxy(
+      legacyAndQueueYaml({
+        legacyUrl: legacy.url,
+        rootUrl: queue.rootUrl,
+        task: `{ taskQueueId: ${QUEUE}, payload: { command: [echo, 'built \${builder.name}'] } }`,
+        routes: `  - jobType: ${ON_QUEUE}\n    backend: queue\n`,
+      }),
+      { credentials: { clientId: 'proxy', accessToken: TOKEN }, logger, queueFollowIntervalMs: 300, drainTimeoutMs: 2000 },
+    );
+    client = new BuildbotClient(world.proxy.proxyUrl);
+    wsUrl = `${world.proxy.proxyUrl.replace(/^http/, 'ws')}/ws`;
   });
 
   after(async () => {
     for (const c of live) c.ws.terminate();
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await bb?.stopAll();
-    for (const [k, v] of Object.entries(savedEnv)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('relays the master\'s answers and events, and adds the queue build\'s with the ids and fields the REST API serves', async () => {
@@ -267,7 +246,7 @@ routes:
   });
 
   it('a proxy shutting down closes its web UIs (1001, so they reconnect elsewhere) instead of waiting on them', async () => {
-    const second = await startStrangler({ configFile, port: 0, adminPort: 0, host: '127.0.0.1', logger, dataDir: path.join(dir, 'data-second'), drainTimeoutMs: 30_000 });
+    const second = await startStrangler({ configFile: world!.configFile, port: 0, adminPort: 0, host: '127.0.0.1', logger, dataDir: path.join(world!.dir, 'data-second'), drainTimeoutMs: 30_000 });
     const ui = new LiveClient(`${second.proxyUrl.replace(/^http/, 'ws')}/ws`);
     live.push(ui);
     await ui.opened;

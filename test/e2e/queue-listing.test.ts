@@ -5,56 +5,37 @@
  * version of the merge is in test/e2e/taskcluster.test.ts.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
 const TOKEN = 'listing-test-access-token-0123456789';
 
 describe('e2e: builder listings of queue work, by name and by builderid', function () {
   this.timeout(30_000);
-  let dir: string;
+  let world: QueueProxy | undefined;
   let queue: StandinQueue;
   let legacy: StandinBackend;
   let proxy: Strangler;
-  const saved = { id: process.env.TASKCLUSTER_CLIENT_ID, token: process.env.TASKCLUSTER_ACCESS_TOKEN };
 
   before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'queue-listing-'));
     queue = await startStandinQueue({ clients: { proxy: { accessToken: TOKEN, scopes: ['*'] } }, worker: { taskQueueIds: ['proj-list/linux'], startDelayMs: 20, runMs: 50, failureRate: 0, seed: 1 } });
     legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt'] });
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = TOKEN;
-    const routes = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      routes,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task: { taskQueueId: proj-list/linux, payload: { command: [make] } }
-routes:
-  - jobType: linux64-opt
-    backend: queue
-`,
-    );
-    proxy = await startStrangler({ configFile: routes, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), logger: createLogger({ level: 'error' }) });
+    const yaml = legacyAndQueueYaml({
+      legacyUrl: legacy.url,
+      rootUrl: queue.rootUrl,
+      task: '{ taskQueueId: proj-list/linux, payload: { command: [make] } }',
+      routes: '  - jobType: linux64-opt\n    backend: queue\n',
+    });
+    world = await startQueueProxy(yaml, { credentials: { clientId: 'proxy', accessToken: TOKEN } });
+    proxy = world.proxy;
   });
 
   after(async () => {
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await legacy?.close();
-    if (saved.id === undefined) delete process.env.TASKCLUSTER_CLIENT_ID;
-    else process.env.TASKCLUSTER_CLIENT_ID = saved.id;
-    if (saved.token === undefined) delete process.env.TASKCLUSTER_ACCESS_TOKEN;
-    else process.env.TASKCLUSTER_ACCESS_TOKEN = saved.token;
-    rmSync(dir, { recursive: true, force: true });
   });
 
   const json = async (p: string) => (await (await fetch(`${proxy.proxyUrl}${p}`, { headers: { accept: 'application/json' } })).json()) as Record<string, unknown>;

@@ -6,39 +6,23 @@
  * asked, answers an error, or the command line is wrong.
  */
 import { expect } from 'chai';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BuildsView } from '../../src/admin/views.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import { commandEnv, requireBuiltCli, ROOT, runCli } from '../support/cli-process.js';
 import { buildsOf, results, scenario, startProxyWithBuilds, type ProxyWithBuilds } from '../support/outcomes.js';
+import { routesYaml, startTestProxy } from '../support/proxy.js';
 import { freePort } from '../support/upstream.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(ROOT, 'dist', 'cli.js');
 const TOKEN = 'report-e2e-token-0123456789abcdef';
 /** A job type a client named, with a quote and a comma: CSV must quote it. */
 const ODD = 'odd "name", with comma';
 /** A job type that is a spreadsheet formula. */
 const FORMULA = '=HYPERLINK("http://x")';
 
-/** The environment without the variables the command reads, so a developer's shell cannot change what a test sees. */
-const ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(STRANGLER_.*|PORT|ADMIN_PORT|HOST|ADMIN_HOST|LOG_LEVEL|LOG_FORMAT)$/.test(name)));
+const ENV = commandEnv();
 
-function report(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'report', ...args], { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const report = (args: string[], env: Record<string, string> = {}) => runCli(['report', ...args], { env: { ...ENV, ...env } });
 
 /** RFC 4180 records: fields split on commas outside quotes, "" inside quotes a quote, records ended by CRLF. */
 function parseCsv(text: string): string[][] {
@@ -67,7 +51,7 @@ describe('e2e: strangler-proxy report', function () {
   let admin: string;
 
   before(async function () {
-    if (spawnSync(process.execPath, [BIN, '--help']).status !== 0) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`);
+    requireBuiltCli();
     const now = Date.now();
     world = await startProxyWithBuilds(
       [
@@ -213,7 +197,8 @@ describe('e2e: strangler-proxy report', function () {
   });
 
   it('says build tracking is off, and why, against a proxy with no store', async () => {
-    const { proxy, close } = await proxyWithoutStore();
+    // Its routes name no queue and no `track: true`, and it has no store or data folder: build tracking is off.
+    const { proxy, close } = await startTestProxy(routesYaml({ buildbot: { url: `http://127.0.0.1:${await freePort()}`, legacy: true } }, 'routes: []\n'));
     try {
       const r = await report(['--admin', proxy.adminUrl, '--format', 'csv']);
       expect([r.code, r.stdout]).to.deep.equal([1, '']);
@@ -247,23 +232,8 @@ describe('e2e: strangler-proxy report', function () {
     for (const text of ['Usage: strangler-proxy report --admin URL', '--window W', '--format F', 'csv', '--job-type NAME', '--min-builds N', 'STRANGLER_ADMIN_TOKEN', 'docs/build-comparison.md', 'Exit codes: 0 printed, 1']) {
       expect(r.stdout).to.contain(text);
     }
-    const help = spawnSync(process.execPath, [BIN, '--help'], { env: ENV, encoding: 'utf8' });
+    const help = await runCli(['--help'], { env: ENV });
     expect(help.stdout).to.contain('strangler-proxy report --admin URL [--window 24h] [--format table|json|csv] [--job-type NAME] [--min-builds N]');
     expect(readFileSync(path.join(ROOT, 'docs', 'build-comparison.md'), 'utf8')).to.contain('strangler-proxy report');
   });
 });
-
-/** A proxy whose routes name no queue and no `track: true`, with no store or data folder: build tracking is off. */
-async function proxyWithoutStore(): Promise<{ proxy: Strangler; close: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'report-nostore-'));
-  const file = path.join(dir, 'routes.yaml');
-  writeFileSync(file, `backends:\n  buildbot: { url: http://127.0.0.1:${await freePort()}, legacy: true }\nroutes: []\n`);
-  const proxy = await startStrangler({ configFile: file, port: 0, adminPort: 0, host: '127.0.0.1', watch: false, logger: createLogger({ level: 'error' }) });
-  return {
-    proxy,
-    close: async () => {
-      await proxy.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}

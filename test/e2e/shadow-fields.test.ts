@@ -11,15 +11,13 @@
  * Needs Debian's buildbot and buildbot-worker (see test/support/buildbot.ts).
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { waitFor } from '../support/proxy.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
 const TOKEN = 'shadow-fields-access-token-0123456789';
 /** What a route comparing two masters leaves out: what each master numbers or clocks for itself. */
@@ -32,9 +30,8 @@ describe('e2e: shadowed reads of real Buildbot masters compared by JSON fields',
   let next: BuildbotMaster;
   let queue: StandinQueue | undefined;
   let proxy: Strangler | undefined;
-  let dir: string | undefined;
+  let world: QueueProxy | undefined;
   const lines: Array<Record<string, unknown>> = [];
-  const saved = { id: process.env.TASKCLUSTER_CLIENT_ID, token: process.env.TASKCLUSTER_ACCESS_TOKEN };
 
   before(async function () {
     requireBuildbot(this);
@@ -58,48 +55,35 @@ describe('e2e: shadowed reads of real Buildbot masters compared by JSON fields',
     await next.waitForBuilds(3, 60_000);
 
     queue = await startStandinQueue({ clients: { proxy: { accessToken: TOKEN, scopes: ['*'] } }, worker: false });
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = TOKEN;
-    dir = mkdtempSync(path.join(tmpdir(), 'shadow-fields-'));
-    const routes = path.join(dir, 'routes.yaml');
     const shadow = (backend: string) => `{ backend: ${backend}, ignoreFields: [${IGNORED.join(', ')}] }`;
-    writeFileSync(
-      routes,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  next: { url: ${next.url} }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    health: { intervalMs: 0 }
-    task: { taskQueueId: proj-shadow/linux, payload: { command: [make] } }
-routes:
-  - jobType: linux64-opt
+    const yaml = legacyAndQueueYaml({
+      legacyUrl: legacy.url,
+      rootUrl: queue.rootUrl,
+      queue: ['health: { intervalMs: 0 }'],
+      task: '{ taskQueueId: proj-shadow/linux, payload: { command: [make] } }',
+      backends: `  next: { url: ${next.url} }\n`,
+      routes: `  - jobType: linux64-opt
     backend: buildbot
     shadow: ${shadow('next')}
   - jobType: win32-debug
     backend: next
     shadow: ${shadow('queue')}
 `,
-    );
+    });
     const stream = new Writable({
       write(chunk: Buffer, _encoding, done) {
         for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
         done();
       },
     });
-    proxy = await startStrangler({ configFile: routes, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), logger: createLogger({ stream, level: 'warn' }) });
+    world = await startQueueProxy(yaml, { credentials: { clientId: 'proxy', accessToken: TOKEN }, logger: createLogger({ stream, level: 'warn' }) });
+    proxy = world.proxy;
   });
 
   after(async () => {
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await bb?.stopAll();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    process.env.TASKCLUSTER_CLIENT_ID = saved.id;
-    process.env.TASKCLUSTER_ACCESS_TOKEN = saved.token;
-    if (saved.id === undefined) delete process.env.TASKCLUSTER_CLIENT_ID;
-    if (saved.token === undefined) delete process.env.TASKCLUSTER_ACCESS_TOKEN;
   });
 
   /** strangler_shadow_requests_total by result, for one shadow backend and job type. */

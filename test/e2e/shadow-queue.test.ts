@@ -6,61 +6,44 @@
  * demo (src/demo/standin.ts): what is under test is the proxy's copy path.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
-import { createLogger } from '../../src/logging/logger.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
 const TOKEN = 'shadow-test-access-token-0123456789';
 
 describe('e2e: shadow copies to a Taskcluster queue', function () {
   this.timeout(30_000);
-  let dir: string;
+  let world: QueueProxy | undefined;
   let queue: StandinQueue;
   let legacy: StandinBackend;
   let proxy: Strangler;
-  const saved = { id: process.env.TASKCLUSTER_CLIENT_ID, token: process.env.TASKCLUSTER_ACCESS_TOKEN };
 
   before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'shadow-queue-'));
     queue = await startStandinQueue({ clients: { proxy: { accessToken: TOKEN, scopes: ['*'] } }, worker: false });
     legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt', 'win32-debug'] });
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = TOKEN;
-    const routes = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      routes,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    health: { intervalMs: 0 }
-    task: { taskQueueId: proj-shadow/linux, payload: { command: [make] } }
-routes:
-  - jobType: linux64-opt
+    const yaml = legacyAndQueueYaml({
+      legacyUrl: legacy.url,
+      rootUrl: queue.rootUrl,
+      queue: ['health: { intervalMs: 0 }'],
+      task: '{ taskQueueId: proj-shadow/linux, payload: { command: [make] } }',
+      routes: `  - jobType: linux64-opt
     backend: buildbot
     shadow: { backend: queue, mutating: true }
   - jobType: win32-debug
     backend: buildbot
     shadow: { backend: queue }
 `,
-    );
-    proxy = await startStrangler({ configFile: routes, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), logger: createLogger({ level: 'error' }) });
+    });
+    world = await startQueueProxy(yaml, { credentials: { clientId: 'proxy', accessToken: TOKEN } });
+    proxy = world.proxy;
   });
 
   after(async () => {
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await legacy?.close();
-    process.env.TASKCLUSTER_CLIENT_ID = saved.id;
-    process.env.TASKCLUSTER_ACCESS_TOKEN = saved.token;
-    if (saved.id === undefined) delete process.env.TASKCLUSTER_CLIENT_ID;
-    if (saved.token === undefined) delete process.env.TASKCLUSTER_ACCESS_TOKEN;
-    rmSync(dir, { recursive: true, force: true });
   });
 
   const force = (builder: string) =>

@@ -6,89 +6,52 @@
  * with JavaScript on and off; a job type's link filters the section.
  */
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
+import { BuildbotClient, forceIds } from '../support/buildbot-client.js';
+import { launchChromium, pageProblems, requireChromium } from '../support/chromium.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ACCESS_TOKEN = 'status-page-secret-access-token';
 
 async function force(proxyUrl: string, builder: string): Promise<{ bsid: number; brid: number }> {
-  const res = await fetch(`${proxyUrl}/api/v2/forceschedulers/force`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'force', id: 1, params: { builderNames: [builder], revision: 'abc', reason: 'e2e' } }),
-  });
-  const [bsid, brids] = ((await res.json()) as { result: [number, Record<string, number>] }).result;
-  return { bsid, brid: Object.values(brids)[0]! };
+  const { bsid, brids } = forceIds(await new BuildbotClient(proxyUrl).force([builder], { revision: 'abc', reason: 'e2e' }));
+  return { bsid, brid: [...brids.values()][0]! };
 }
 
 describe('e2e: status page, Taskcluster queues section, in headless Chromium', function () {
   this.timeout(90_000);
-  let dir: string;
   let queue: StandinQueue;
   let legacy: StandinBackend;
+  let world: QueueProxy;
   let proxy: Strangler;
   let browser: Browser;
-  const saved = { ...process.env };
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.STRANGLER_SKIP_CHROMIUM === '1') {
-        console.warn(`    WARNING: ${CHROMIUM} is missing and STRANGLER_SKIP_CHROMIUM=1: the queues section is not tested in a browser`);
-        this.skip();
-      }
-      throw new Error(`${CHROMIUM} is missing: install it with "bash scripts/install-system-deps.sh chromium", or set STRANGLER_SKIP_CHROMIUM=1 to skip this suite`);
-    }
-    dir = mkdtempSync(path.join(tmpdir(), 'status-queues-'));
+    requireChromium(this, 'the queues section');
     queue = await startStandinQueue({ clients: { proxy: { accessToken: ACCESS_TOKEN, scopes: ['*'] } }, worker: { taskQueueIds: ['proj-ci/linux'], startDelayMs: 20, runMs: 50, failureRate: 0, seed: 1 } as never });
     legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt', 'linux64-debug', 'win32-debug'] });
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = ACCESS_TOKEN;
-    const file = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      file,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: proj-ci/linux
-      payload: { command: [echo, '\${builder.name}'] }
-routes:
-  - jobType: linux64-*
-    backend: queue
-`,
-    );
-    proxy = await startStrangler({ configFile: file, port: 0, adminPort: 0, host: '127.0.0.1', dataDir: path.join(dir, 'data'), queueFollowIntervalMs: 100, watch: false, logger: createLogger({ level: 'error' }) });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    world = await startQueueProxy(legacyAndQueueYaml({ legacyUrl: legacy.url, rootUrl: queue.rootUrl, task: `{ taskQueueId: proj-ci/linux, payload: { command: [echo, '\${builder.name}'] } }` }), {
+      credentials: { clientId: 'proxy', accessToken: ACCESS_TOKEN },
+      queueFollowIntervalMs: 100,
+      watch: false,
     });
+    proxy = world.proxy;
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await legacy?.close();
-    process.env = saved;
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('shows the queue and a forced build\'s task by its Buildbot ids, live; never the credentials; a job type link filters it', async () => {
     const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
     const page = await context.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
+    const problems = pageProblems(page);
     await page.goto(`${proxy.adminUrl}/`);
     expect(await page.evaluate(() => document.documentElement.dataset.refresh)).to.equal('on');
     const section = page.locator('#queues');

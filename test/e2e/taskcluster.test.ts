@@ -15,17 +15,14 @@
  * with the install command, unless STRANGLER_SKIP_BUILDBOT=1 (then skipped).
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { MINTED_ID_BASE } from '../../src/store/store.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, RESULTS, sleep, type Json } from '../support/buildbot-client.js';
+import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
 
 const QUEUE = 'proj-e2e/linux';
 const BUILDERS = ['linux64-opt', 'linux64-fail', 'linux64-exc', 'win32-debug', 'android-split', 'scoped-opt', 'gone-fallback', 'gone-nofallback'];
@@ -95,13 +92,11 @@ describe('e2e: a job type on a Taskcluster queue, read through Buildbot\'s API n
   let bb: BuildbotMasters | undefined;
   let legacy: BuildbotMaster;
   let queue: StandinQueue | undefined;
-  let proxy: Strangler | undefined;
-  let dir: string;
+  let world: QueueProxy | undefined;
   let client: BuildbotClient;
   let logger: Logger;
   let followed: { onQueue: Followed; onLegacy: Followed } | undefined;
   const logLines: string[] = [];
-  const savedEnv: Record<string, string | undefined> = {};
 
   before(async function () {
     requireBuildbot(this);
@@ -115,26 +110,13 @@ describe('e2e: a job type on a Taskcluster queue, read through Buildbot\'s API n
       },
       worker: { taskQueueIds: [QUEUE], startDelayMs: 100, runMs: 2500, failureRate: 0, seed: 1 },
     });
-    for (const k of ['TASKCLUSTER_CLIENT_ID', 'TASKCLUSTER_ACCESS_TOKEN', 'E2E_WEAK_CLIENT_ID', 'E2E_WEAK_ACCESS_TOKEN']) savedEnv[k] = process.env[k];
-    process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-    process.env.TASKCLUSTER_ACCESS_TOKEN = TOKEN;
-    process.env.E2E_WEAK_CLIENT_ID = 'weak';
-    process.env.E2E_WEAK_ACCESS_TOKEN = WEAK_TOKEN;
 
     const gone = `http://127.0.0.1:${await closedPort()}`;
-    dir = mkdtempSync(path.join(tmpdir(), 'strangler-e2e-tc-'));
-    const configFile = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      configFile,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: ${QUEUE}
-      payload: { command: [echo, 'built \${builder.name} at \${revision}'], logLines: ['e2e log line for \${builder.name}'] }
-  weakqueue:
+    const yaml = legacyAndQueueYaml({
+      legacyUrl: legacy.url,
+      rootUrl: queue.rootUrl,
+      task: `{ taskQueueId: ${QUEUE}, payload: { command: [echo, 'built \${builder.name} at \${revision}'], logLines: ['e2e log line for \${builder.name}'] } }`,
+      backends: `  weakqueue:
     kind: taskcluster
     rootUrl: ${queue.rootUrl}
     credentials: { clientIdEnv: E2E_WEAK_CLIENT_ID, accessTokenEnv: E2E_WEAK_ACCESS_TOKEN }
@@ -147,8 +129,8 @@ describe('e2e: a job type on a Taskcluster queue, read through Buildbot\'s API n
     health: { intervalMs: 0 }
     circuit: { failureThreshold: 0 }
     task: { taskQueueId: ${QUEUE}, payload: {} }
-routes:
-  - jobType: linux64-fail
+`,
+      routes: `  - jobType: linux64-fail
     backend: queue
     task: { payload: { command: [make, check], exitCode: 1 } }
   - jobType: linux64-exc
@@ -166,7 +148,7 @@ routes:
   - jobType: gone-nofallback
     backend: gonequeue
 `,
-    );
+    });
     // Every line the proxy logs, at debug, to look for the credentials in.
     const stream = new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -175,19 +157,20 @@ routes:
       },
     });
     logger = createLogger({ stream, level: 'debug' });
-    proxy = await startStrangler({ configFile, port: 0, adminPort: 0, host: '127.0.0.1', logger, dataDir: path.join(dir, 'data'), queueFollowIntervalMs: 300, drainTimeoutMs: 2000 });
-    client = new BuildbotClient(proxy.proxyUrl);
+    world = await startQueueProxy(yaml, {
+      credentials: { clientId: 'proxy', accessToken: TOKEN },
+      env: { E2E_WEAK_CLIENT_ID: 'weak', E2E_WEAK_ACCESS_TOKEN: WEAK_TOKEN },
+      logger,
+      queueFollowIntervalMs: 300,
+      drainTimeoutMs: 2000,
+    });
+    client = new BuildbotClient(world.proxy.proxyUrl);
   });
 
   after(async () => {
-    await proxy?.close();
+    await world?.close();
     await queue?.close();
     await bb?.stopAll();
-    for (const [k, v] of Object.entries(savedEnv)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('forces, polls, reads steps and logs, and lists a build on either side with the same client code and the same shapes', async () => {
@@ -405,7 +388,7 @@ routes:
   });
 
   it('never shows the queue credentials in a log line or an admin answer', async () => {
-    const admin = proxy!.adminUrl;
+    const admin = world!.proxy.adminUrl;
     const explainTarget = encodeURIComponent(`/api/v2/builds/${MINTED_ID_BASE}`);
     const answers: string[] = [];
     for (const p of ['/', '/routes', '/backends', '/queues', '/history', '/progress', '/metrics', '/healthz', '/readyz', `/explain?method=GET&path=${explainTarget}`, '/explain?method=POST&path=/api/v2/forceschedulers/force', '/queues?jobType=linux64-opt']) {

@@ -36,8 +36,7 @@
  */
 import { seededRandom } from '../../src/standin-queue/worker.js';
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -46,9 +45,12 @@ import { startStandinBackend, type StandinBackend } from '../../src/demo/standin
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { LINK_TAGS } from '../../src/taskcluster/template.js';
 import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
+import { requireBuiltCli, type CliProcess } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
+import { startProxyProcess } from '../support/proxy-process.js';
+import { legacyAndQueueYaml } from '../support/queue-proxy.js';
 import { freePort } from '../support/upstream.js';
-import { FULL, ROOT, send } from './kit.js';
+import { FULL, send } from './kit.js';
 
 const QUEUE = 'proj-crash/linux';
 const TOKEN = 'crash-test-access-token';
@@ -77,8 +79,7 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   let configFile: string;
   let port: number;
   let adminPort: number;
-  let child: ChildProcess | undefined;
-  let output = '';
+  let proxy: CliProcess | undefined;
   const forces: Force[] = [];
   const seed = Number(process.env.STRANGLER_CRASH_SEED ?? Date.now() % 100_000);
   const random = seededRandom(seed);
@@ -86,24 +87,21 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   const url = () => `http://127.0.0.1:${port}`;
 
   async function startProxy(): Promise<void> {
-    output = '';
-    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'serve', '--config', configFile, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--data-dir', path.join(dir, 'data'), '--log-level', 'info'], {
+    proxy = await startProxyProcess({
+      command: ['serve'],
+      configFile,
+      port,
+      adminPort,
+      args: ['--data-dir', path.join(dir, 'data'), '--log-level', 'info'],
       env: { ...process.env, TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      startTimeoutMs: 20_000,
     });
-    child = proc;
-    proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(() => output.includes('strangler-proxy listening') || (proc.exitCode !== null ? Promise.reject(new Error(`the proxy exited: ${output}`)) : undefined), 20_000, 'the proxy to start');
   }
 
   async function killProxy(): Promise<void> {
-    const proc = child;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGKILL');
-    await exited;
-    child = undefined;
+    if (proxy === undefined || !proxy.running()) return;
+    await proxy.stop('SIGKILL');
+    proxy = undefined;
   }
 
   async function force(reason: string): Promise<Force> {
@@ -125,7 +123,7 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   const callsOf = (reason: string) => queue.createCalls().filter((c) => c.body !== undefined && (JSON.parse(c.body) as { tags?: Record<string, string> }).tags?.[REASON_TAG] === reason);
 
   before(async function () {
-    if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test and npm run test:reliability do)');
+    requireBuiltCli();
     console.log(`      force-crash seed: ${seed} (STRANGLER_CRASH_SEED=${seed} repeats the kill instants)`);
     queue = await startStandinQueue({ clients: { proxy: { accessToken: TOKEN, scopes: ['*'] } }, worker: { taskQueueIds: [QUEUE], startDelayMs: 50, runMs: 300, failureRate: 0, seed: 1 } });
     legacy = await startStandinBackend({ name: 'buildbot', builders: ['linux64-opt', 'win32-debug'], startDelayMs: 50, runMs: 200 });
@@ -133,19 +131,11 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
     configFile = path.join(dir, 'routes.yaml');
     writeFileSync(
       configFile,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: ${QUEUE}
-      payload: { command: [echo, '\${reason}'] }
-      tags: { ${REASON_TAG}: '\${reason}' }
-routes:
-  - jobType: linux64-*
-    backend: queue
-`,
+      legacyAndQueueYaml({
+        legacyUrl: legacy.url,
+        rootUrl: queue.rootUrl,
+        task: `{ taskQueueId: ${QUEUE}, payload: { command: [echo, '\${reason}'] }, tags: { ${REASON_TAG}: '\${reason}' } }`,
+      }),
     );
     [port, adminPort] = [await freePort(), await freePort()];
   });
@@ -217,7 +207,7 @@ routes:
   it(`kill at random instants under a steady stream of forces (${RANDOM_ROUNDS} rounds), then every answered id reads back and no force has two tasks`, async () => {
     let counter = 0;
     for (let round = 0; round < RANDOM_ROUNDS; round++) {
-      if (child === undefined) await startProxy();
+      if (proxy === undefined) await startProxy();
       let stop = false;
       const before = forces.filter((f) => f.ids !== undefined).length;
       const loops = Array.from({ length: LOOPS }, async (_, l) => {

@@ -5,14 +5,14 @@
  * npm run test:reliability (STRANGLER_SOAK_SECONDS overrides).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../support/upstream.js';
+import { startCli } from '../support/cli-process.js';
 import { routesYaml, waitFor } from '../support/proxy.js';
-import { BackendProcess, FULL, openFds, ROOT, rssMiB, send } from './kit.js';
+import { BackendProcess, FULL, openFds, rssMiB, send } from './kit.js';
 
 const SECONDS = Number(process.env.STRANGLER_SOAK_SECONDS ?? (FULL ? 600 : 20));
 
@@ -30,10 +30,7 @@ describe('reliability: soak', function () {
     );
     writeFileSync(file, configs[0]!);
     const [port, adminPort] = [await freePort(), await freePort()];
-    let output = '';
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), '--config', file, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
-    child.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+    const proxy = startCli(['--config', file, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'warn'], { keepLast: 20_000 });
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitFor(async () => (await send(new http.Agent(), `${url}/api/v2/builders/x`)).status === 200 || undefined, 15_000, 'the proxy to start');
@@ -49,7 +46,7 @@ describe('reliability: soak', function () {
         }
       });
       const samples: Array<{ rss: number; fds: number }> = [];
-      const sampler = setInterval(() => samples.push({ rss: rssMiB(child.pid!), fds: openFds(child.pid!) }), 1000);
+      const sampler = setInterval(() => samples.push({ rss: rssMiB(proxy.child.pid!), fds: openFds(proxy.child.pid!) }), 1000);
       let n = 0;
       const reloader = setInterval(() => writeFileSync(file, configs[++n % 2]!), 2000);
       const restarter = (async () => {
@@ -80,10 +77,9 @@ describe('reliability: soak', function () {
       console.log(`      soak: ${total} requests in ${SECONDS} s, rss ${mean(early.map((s) => s.rss)).toFixed(1)} -> ${mean(late.map((s) => s.rss)).toFixed(1)} MiB, fds ${Math.max(...early.map((s) => s.fds))} -> ${Math.max(...late.map((s) => s.fds))}`);
       expect(rssGrowth, 'RSS growth (MiB)').to.be.lessThan(FULL ? 30 : 25);
       expect(fdGrowth, 'file descriptor growth').to.be.at.most(8);
-      expect(child.exitCode, output).to.equal(null); // still running
+      expect(proxy.child.exitCode, proxy.output()).to.equal(null); // still running
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await proxy.stop('SIGTERM');
       await next.kill();
       await legacy.kill();
       rmSync(dir, { recursive: true, force: true });

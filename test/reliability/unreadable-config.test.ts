@@ -6,14 +6,16 @@
  * `process.exit()` waiting for good).
  */
 import { expect } from 'chai';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, startUpstream, type TestUpstream } from '../support/upstream.js';
+import { ROOT } from '../support/cli-process.js';
 import { routesYaml, startTestProxy, waitFor, type TestProxy } from '../support/proxy.js';
-import { ROOT, send } from './kit.js';
+import { startProxyProcess } from '../support/proxy-process.js';
+import { send } from './kit.js';
 
 describe('reliability: a routes file that cannot be read', function () {
   this.timeout(60_000);
@@ -75,29 +77,21 @@ describe('reliability: a routes file that cannot be read', function () {
     const file = path.join(dir, 'routes.yaml');
     writeFileSync(file, yaml('taskservice'));
     const [port, adminPort] = [await freePort(), await freePort()];
-    let output = '';
     // From the sources, so that the test runs the code under test without a build.
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), '--config', file, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const proxy = await startProxyProcess({ configFile: file, port, adminPort, nodeArgs: ['--import', 'tsx'], bin: path.join(ROOT, 'src/cli.ts'), cwd: ROOT, startTimeoutMs: 30_000 });
     try {
-      await waitFor(() => output.includes('strangler-proxy listening') || undefined, 30_000, 'the proxy to start');
       fifoOver(file);
-      await waitFor(() => output.includes('it is a FIFO (named pipe)') || undefined, 5000, 'the refused FIFO in the log');
+      await waitFor(() => proxy.output().includes('it is a FIFO (named pipe)') || undefined, 5000, 'the refused FIFO in the log');
       const res = await send(new http.Agent(), `http://127.0.0.1:${port}/api/v2/builders/linux64-opt/builds`);
       expect(res.headers['x-strangler-backend']).to.equal('taskservice');
 
-      child.kill('SIGTERM');
+      proxy.child.kill('SIGTERM');
       const started = Date.now();
-      const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
-      expect(code, output.slice(-2000)).to.equal(0);
+      const code = await Promise.race([proxy.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
+      expect(code, proxy.output().slice(-2000)).to.equal(0);
       expect(Date.now() - started).to.be.lessThan(10_000); // the CLI's drain limit
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (proxy.child.exitCode === null) proxy.child.kill('SIGKILL');
     }
   });
 });

@@ -4,17 +4,14 @@
  * store, so what the tests read back went through the same code as a
  * tracked build's.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { startStandinBackend } from '../../src/demo/standin.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { startStrangler, type Strangler } from '../../src/main.js';
+import type { Strangler } from '../../src/main.js';
 import { startStandinQueue } from '../../src/standin-queue/index.js';
 import type { Store } from '../../src/store/store.js';
 import { openStore } from '../../src/store/open.js';
 import type { ResultCode } from '../../src/taskcluster/results.js';
 import type { BuildOutcome } from '../../src/tracking/outcome.js';
+import { legacyAndQueueYaml, startQueueProxy } from './queue-proxy.js';
 
 const MINUTE = 60_000;
 
@@ -109,64 +106,28 @@ export interface ProxyWithBuildsOptions {
 }
 
 export async function startProxyWithBuilds(outcomes: readonly BuildOutcome[], options: ProxyWithBuildsOptions = {}): Promise<ProxyWithBuilds> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'strangler-builds-'));
   const parts: { close(): Promise<void> }[] = [];
   const close = async () => {
     for (const part of parts.reverse()) await part.close();
-    rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await seedEmbeddedStore(path.join(dir, 'data'), outcomes);
     const accessToken = `builds-${process.pid}-access-token`;
     const queue = options.worker
       ? await startStandinQueue({ clients: { proxy: { accessToken, scopes: ['*'] } }, worker: { taskQueueIds: ['proj-ci/linux'], startDelayMs: 20, runMs: options.worker.runMs, failureRate: 0, seed: 1 } as never })
       : await startStandinQueue({ clients: {}, worker: false });
     parts.push(queue);
-    if (options.worker) {
-      const saved = { id: process.env.TASKCLUSTER_CLIENT_ID, token: process.env.TASKCLUSTER_ACCESS_TOKEN };
-      process.env.TASKCLUSTER_CLIENT_ID = 'proxy';
-      process.env.TASKCLUSTER_ACCESS_TOKEN = accessToken;
-      parts.push({
-        close: async () => {
-          for (const [name, value] of [['TASKCLUSTER_CLIENT_ID', saved.id], ['TASKCLUSTER_ACCESS_TOKEN', saved.token]] as const) {
-            if (value === undefined) delete process.env[name];
-            else process.env[name] = value;
-          }
-        },
-      });
-    }
     const legacy = await startStandinBackend({ name: 'buildbot', builders: [...new Set(outcomes.map((o) => o.jobType))] });
     parts.push(legacy);
-    const file = path.join(dir, 'routes.yaml');
-    writeFileSync(
-      file,
-      `backends:
-  buildbot: { url: ${legacy.url}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${queue.rootUrl}
-    task:
-      taskQueueId: proj-ci/linux
-      payload: { command: [echo] }
-routes:
-  - jobType: linux64-*
-    backend: queue
-`,
-    );
-    const proxy = await startStrangler({
-      configFile: file,
-      port: 0,
-      adminPort: 0,
-      host: '127.0.0.1',
-      dataDir: path.join(dir, 'data'),
+    const world = await startQueueProxy(legacyAndQueueYaml({ legacyUrl: legacy.url, rootUrl: queue.rootUrl, task: '{ taskQueueId: proj-ci/linux, payload: { command: [echo] } }' }), {
+      ...(options.worker ? { credentials: { clientId: 'proxy', accessToken } } : {}),
+      beforeStart: (dataDir) => seedEmbeddedStore(dataDir, outcomes),
       watch: false,
       queueFollowIntervalMs: 100,
-      logger: createLogger({ level: 'error' }),
       ...(options.adminToken ? { adminToken: options.adminToken } : {}),
       protectAdminReads: options.protectAdminReads === true,
     });
-    parts.push(proxy);
-    return { proxy, close };
+    parts.push(world);
+    return { proxy: world.proxy, close };
   } catch (error) {
     await close();
     throw error;
