@@ -32,6 +32,7 @@ import { productionNodeFlags } from './lib/production.js';
 import { generateRoutes, jobTypeWorkload, routesYaml, type GeneratedRoute } from './lib/routes.js';
 import type { StoreLookupReport } from './store-lookups.js';
 import type { QueueTranslationReport } from './queue-translation.js';
+import type { BuildTrackingReport } from './build-tracking.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..');
@@ -71,6 +72,7 @@ const P = {
   routing: SMOKE ? { rounds: 3, length: 20_000, coldBudgetMs: 100 } : { rounds: 25, length: 200_000, coldBudgetMs: 1500 },
   store: SMOKE ? { count: 20_000, lookups: 5_000 } : { count: 1_000_000, lookups: 100_000 },
   queue: SMOKE ? { forces: 30, warmup: 5, readTasks: 5, readSeconds: 1, cycles: 1 } : { forces: 500, warmup: 50, readTasks: 50, readSeconds: 3, cycles: 3 },
+  tracking: SMOKE ? { queueBuilds: 50, legacyBuilds: 50, quietS: 2, settleS: 1, windowS: 5 } : { queueBuilds: 5000, legacyBuilds: 5000, quietS: 6, settleS: 10, windowS: 60 },
   routes: 300,
   /** A slice during which processes that are not ours used more than this share of a core is measured again (once). */
   maxForeignPct: 25,
@@ -635,6 +637,9 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   log(`\nqueue translation (bench/queue-translation.ts): forces through the proxy vs createTask direct, reads of finished work from the store vs proxied`);
   const queueTranslation = await childJson<QueueTranslationReport>('queue-translation', LOAD_CPU, ['--import', 'tsx', path.join(HERE, 'queue-translation.ts'), JSON.stringify({ ...P.queue, proxyCpu: PIN ? SERVER_CPU : null })]);
 
+  log(`\nbuild tracking (bench/build-tracking.ts): ${fmtCount(P.tracking.queueBuilds + P.tracking.legacyBuilds)} builds in flight (${fmtCount(P.tracking.queueBuilds)} on a queue, ${fmtCount(P.tracking.legacyBuilds)} on a Buildbot master) vs none, ${P.tracking.windowS} s measured`);
+  const tracking = await childJson<BuildTrackingReport>('build-tracking', LOAD_CPU, ['--import', 'tsx', path.join(HERE, 'build-tracking.ts'), JSON.stringify({ ...P.tracking, proxyCpu: PIN ? SERVER_CPU : null })]);
+
   // ---- verdicts
   const shadowCost = 1 - shadowRatio.ratio;
   const targets: Target[] = [
@@ -657,6 +662,8 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       Math.max(r.byBuildrequest.p99Ms, r.byTaskId.p99Ms), 1, 'max', 'ms', `RSS ${r.rssMiB.start} → ${r.rssMiB.afterLookups} MiB`)),
     target('queue-force-added', 'translated force: median added over createTask direct', queueTranslation.force.addedP50Ms, 5, 'max', 'ms', `p50 ${queueTranslation.force.proxyP50Ms} vs ${queueTranslation.force.directP50Ms} ms`),
     target('queue-read-from-store', 'finished-work reads from the store vs proxied, same size', queueTranslation.read.ratio, 0.5, 'min', '×', `${queueTranslation.read.queueCallsDuringReads} queue calls during the reads`),
+    target('tracking-cpu', `CPU added by ${fmtCount(tracking.builds.total)} builds in flight`, tracking.cpu.added * 100, 5, 'max', '% of a core', `${fmt(tracking.queueCallsPerS.total, 1)} queue calls/s, ${fmt(tracking.masterCallsPerS.total, 1)} master calls/s`),
+    target('tracking-rss', `RSS added by ${fmtCount(tracking.builds.total)} builds in flight`, tracking.rssMiB.added, 50, 'max', 'MiB', `gauge ${fmtCount(tracking.inFlight.after)}`),
   ];
 
   // ---- report
@@ -690,6 +697,7 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
     routing,
     store,
     queueTranslation,
+    tracking,
     accessLog: { proxyLines: proxyLogLines, proxyRequests: sumRequests(slices, 'proxy') },
     targets,
     slices,
@@ -959,6 +967,7 @@ type Result = {
   download: { directMiBps: number; proxyMiBps: number; references: Record<string, { mibPerS: number; ratio: number }>; proxyCpuPct: number; ratio: number; proxyRssGrowthMiB: number };
   memory: { firstAt: number; rssFirstMiB: number; totalAt: number; rssTotalMiB: number; growthMiB: number };
   routing: RoutingResult;
+  tracking: BuildTrackingReport;
   targets: Target[];
   accessLog: { proxyLines: number; proxyRequests: number };
 };
@@ -988,6 +997,8 @@ function flatMeasurements(r: Result, haveNginx: boolean): Record<string, number 
     'shadow.withoutRps': r.shadow.withoutRps, 'shadow.withRps': r.shadow.withRps, 'shadow.ratio': r.shadow.ratio, 'shadow.costPct': r.shadow.costPct, 'shadow.copiesPerRequest': r.shadow.copiesPerRequest,
     'memory.rssFirstMiB': r.memory.rssFirstMiB, 'memory.rssTotalMiB': r.memory.rssTotalMiB, 'memory.growthMiB': r.memory.growthMiB,
     'accessLog.proxyLines': r.accessLog.proxyLines,
+    'tracking.inFlight': r.tracking.inFlight.after, 'tracking.addedCpuPct': r.tracking.cpu.added * 100, 'tracking.addedRssMiB': r.tracking.rssMiB.added,
+    'tracking.queueCallsPerS': r.tracking.queueCallsPerS.total, 'tracking.masterCallsPerS': r.tracking.masterCallsPerS.total,
   });
   for (const c of r.routing.cases) {
     for (const k of ['nsPerDecision', 'nsPerMatchedDecision', 'nsPerUnmatchedDecision', 'nsPerLookup', 'nsPerColdDecision', 'parseMs'] as const) m[`routing.${c.key}.${k}`] = c[k];
@@ -1056,6 +1067,11 @@ function printReport(r: Result, haveNginx: boolean): void {
   line(`   ${NODE_REFERENCES.map((ref) => `through the ${ref.short} ${fmt(r.download.references[ref.id]?.mibPerS)} MiB/s`).join(', ')} (references); proxy RSS growth ${fmt(r.download.proxyRssGrowthMiB, 1)} MiB`);
   line(`\n5. Shadow 100 % of GETs: ${fmt(r.shadow.withRps)} vs ${fmt(r.shadow.withoutRps)} req/s without (paired ratio ${fmt(r.shadow.ratio, 2)}, cost ${fmt(r.shadow.costPct, 1)} %); copies received by the mirror per request ${fmt(r.shadow.copiesPerRequest, 2)} (${Object.entries(r.shadow.shadowResults).map(([k, v]) => `${k} ${v}`).join(', ') || 'no shadow metrics'})`);
   line(`\n6. Memory: RSS ${fmt(r.memory.rssFirstMiB, 1)} MiB after ${fmtCount(r.memory.firstAt)} requests, ${fmt(r.memory.rssTotalMiB, 1)} MiB after ${fmtCount(r.memory.totalAt)} (growth ${fmt(r.memory.growthMiB, 1)} MiB)`);
+  const t = r.tracking;
+  line(`\n7. Build tracking: ${fmtCount(t.inFlight.after)} builds in flight (gauge; ${fmtCount(t.builds.queue)} on a queue, ${fmtCount(t.builds.legacy)} on a Buildbot master) vs none, ${fmt(t.windowS)} s measured`);
+  line(`   CPU ${fmt(t.cpu.tracked * 100, 2)} vs ${fmt(t.cpu.reference * 100, 2)} % of a core (added ${fmt(t.cpu.added * 100, 2)} %), RSS ${fmt(t.rssMiB.tracked, 1)} vs ${fmt(t.rssMiB.reference, 1)} MiB (added ${fmt(t.rssMiB.added, 1)} MiB);`);
+  line(`   the tracked proxy's calls: queue ${fmt(t.queueCallsPerS.total, 1)}/s, master ${fmt(t.masterCallsPerS.total, 1)}/s (${Object.entries(t.masterCallsPerS.byKind).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')});`);
+  line(`   event-loop delay p99 / max ${fmt(t.eventLoopDelayMs.tracked.p99, 1)} / ${fmt(t.eventLoopDelayMs.tracked.max, 1)} ms vs ${fmt(t.eventLoopDelayMs.reference.p99, 1)} / ${fmt(t.eventLoopDelayMs.reference.max, 1)} ms; heap used ${fmt(t.memoryMiB.tracked.heapUsed, 1)} vs ${fmt(t.memoryMiB.reference.heapUsed, 1)} MiB, reserved ${fmt(t.memoryMiB.tracked.heapTotal, 1)} vs ${fmt(t.memoryMiB.reference.heapTotal, 1)} MiB`);
   line(`\n   access log: ${fmtCount(r.accessLog.proxyLines)} lines written by the proxy for ${fmtCount(r.accessLog.proxyRequests)} measured requests (plus warm-up)`);
   line(`\nTARGETS`);
   for (const t of r.targets) {

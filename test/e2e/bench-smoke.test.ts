@@ -17,7 +17,7 @@ const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'undici', 'prox
 /** The Node reference proxies: each has a throughput row, paired ratios, an added latency and a download. */
 const REFERENCES = [{ id: 'minimal', key: 'Minimal' }, { id: 'undici', key: 'Undici' }];
 const ROUTING_CASES = ['exact-10', 'exact-1000', 'exact-10000', 'mix-10', 'mix-1000', 'mix-10000'];
-const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth', 'store-p99-embedded', 'store-p99-postgres', 'queue-force-added', 'queue-read-from-store'];
+const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth', 'store-p99-embedded', 'store-p99-postgres', 'queue-force-added', 'queue-read-from-store', 'tracking-cpu', 'tracking-rss'];
 
 /** Every measurement key the report stands on; nginx's may be null only when nginx could not be installed. */
 function expectedKeys(): string[] {
@@ -32,6 +32,7 @@ function expectedKeys(): string[] {
     'download.directMiBps', 'download.proxyMiBps', 'download.proxyCpuPct', 'download.ratio', 'download.proxyRssGrowthMiB',
     'shadow.withoutRps', 'shadow.withRps', 'shadow.ratio', 'shadow.costPct', 'shadow.copiesPerRequest',
     'memory.rssFirstMiB', 'memory.rssTotalMiB', 'memory.growthMiB', 'accessLog.proxyLines',
+    'tracking.inFlight', 'tracking.addedCpuPct', 'tracking.addedRssMiB', 'tracking.queueCallsPerS', 'tracking.masterCallsPerS',
   );
   for (const c of ROUTING_CASES) for (const k of ['nsPerDecision', 'nsPerMatchedDecision', 'nsPerUnmatchedDecision', 'nsPerLookup', 'nsPerColdDecision', 'parseMs']) keys.push(`routing.${c}.${k}`);
   keys.push('routing.ratio.exact', 'routing.ratio.mix', 'routing.likeForLike.exact', 'routing.likeForLike.mix', 'routing.lookupRatio.exact', 'routing.lookupRatio.mix');
@@ -50,6 +51,13 @@ interface SmokeResult {
   memory: { points: unknown[]; errors: number; firstAt: number; totalAt: number };
   accessLog: { proxyLines: number; proxyRequests: number };
   routing: { cases: Array<{ key: string; routes: number }> };
+  tracking: {
+    builds: { queue: number; legacy: number; total: number };
+    inFlight: { before: number; after: number; byBackend: Record<string, number>; reference: number };
+    masterCallsBeforeWindow: Record<string, number>;
+    queueCallsPerS: { byMethod: Record<string, number> };
+    masterCallsPerS: { byKind: Record<string, number> };
+  };
 }
 
 describe('e2e: npm run bench -- --smoke', function () {
@@ -112,7 +120,7 @@ describe('e2e: npm run bench -- --smoke', function () {
     const rows = [
       'direct (upstream, no proxy)', 'minimal Node proxy (reference)', 'bare undici proxy (reference)', 'strangler-proxy   ', 'strangler-proxy, shadow 100%',
       'added by the proxy', 'added by the minimal proxy', 'added by the bare undici proxy', '10 exact', '1,000 exact', '10,000 exact', '10 mix', '1,000 mix', '10,000 mix',
-      'log download', 'Shadow 100 % of GETs', '6. Memory', 'store lookups:', 'queue translation', 'TARGETS',
+      'log download', 'Shadow 100 % of GETs', '6. Memory', 'store lookups:', 'queue translation', '7. Build tracking', 'TARGETS',
       result.tools.nginx === null ? 'skipped: nginx not installed' : 'nginx (keep-alive upstream)',
     ];
     for (const row of rows) expect(stdout, row).to.include(row);
@@ -131,5 +139,17 @@ describe('e2e: npm run bench -- --smoke', function () {
     expect(result.accessLog.proxyLines, 'access log lines').to.be.at.least(result.accessLog.proxyRequests);
     expect(result.memory.errors).to.equal(0);
     expect(result.memory.totalAt).to.be.greaterThan(result.memory.firstAt);
+  });
+
+  it('tracked every build it put in flight, on both backends, and none on the reference proxy', () => {
+    const t = result.tracking;
+    expect(t.inFlight.before, 'the in-flight gauge before the window').to.equal(t.builds.total);
+    expect(t.inFlight.after, 'the in-flight gauge after the window').to.equal(t.builds.total);
+    expect(t.inFlight.byBackend).to.deep.equal({ queue: t.builds.queue, buildbot: t.builds.legacy });
+    expect(t.inFlight.reference, 'the reference proxy\'s gauge').to.equal(0);
+    expect(t.masterCallsBeforeWindow.force, 'forces the stand-in master answered').to.equal(t.builds.legacy);
+    // Followed while measured: the queue's task statuses, and the master's list of unfinished builds.
+    expect(t.queueCallsPerS.byMethod.status, 'queue status calls per second').to.be.greaterThan(0);
+    expect(t.masterCallsPerS.byKind['builds?complete=false'], 'unfinished-builds reads per second').to.be.greaterThan(0);
   });
 });
