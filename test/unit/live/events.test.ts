@@ -8,9 +8,9 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { buildsetCompleteEvent, buildsetNewEvent, eventsOfStatus, moments, newTaskEvent, type LiveEvent } from '../../../src/live/events.js';
-import { MINTED_ID_BASE, type BuildRecord, type BuildsetRecord, type TaskRecord } from '../../../src/store/store.js';
-import type { QueueRun, QueueTaskStatus, ReasonCreated, ReasonResolved } from '../../../src/taskcluster/queue-types.js';
+import type { QueueRun, ReasonCreated } from '../../../src/taskcluster/queue-types.js';
 import { CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS } from '../../../src/taskcluster/results.js';
+import { BRID, BSID, BUILDERID, BUILDID, buildRecord, buildset, pending, resolved, running, S0, statusOf, task } from '../../support/queue-work.js';
 
 // Key sets of a real Buildbot 3.7 master's /ws messages (builds/*/new, buildrequests/*/claimed, buildsets/*/new, buildsets/*/complete).
 const EVENT_KEYS = {
@@ -20,63 +20,6 @@ const EVENT_KEYS = {
   buildsetComplete: ['bsid', 'complete', 'complete_at', 'external_idstring', 'reason', 'results', 'sourcestamps', 'submitted_at'],
 };
 
-const T0 = '2026-01-01T00:00:00.000Z';
-const S0 = 1767225600;
-const T1 = '2026-01-01T00:01:00.500Z';
-const T2 = '2026-01-01T00:02:00.999Z';
-const BSID = MINTED_ID_BASE + 7;
-const BRID = MINTED_ID_BASE + 11;
-const BUILDID = MINTED_ID_BASE + 42;
-const BUILDERID = 3;
-
-const task = (overrides: Partial<TaskRecord> = {}): TaskRecord => ({
-  taskId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-  buildrequestId: BRID,
-  buildsetId: BSID,
-  backend: 'queue',
-  builderName: 'linux64-opt',
-  builderid: BUILDERID,
-  definition: '{}',
-  state: 'created',
-  stateReason: null,
-  submittedAt: S0 * 1000,
-  status: null,
-  statusAt: null,
-  final: false,
-  ...overrides,
-});
-
-const buildset: BuildsetRecord = {
-  bsid: BSID,
-  backend: 'queue',
-  reason: 'A build was forced',
-  submittedAt: S0 * 1000,
-  externalIdstring: null,
-  sourcestamps: [{ revision: 'abc123', branch: 'main', repository: 'https://hg.example/repo', project: 'fx', codebase: '' }],
-  properties: '{}',
-  rebuildOf: null,
-};
-
-const statusOf = (...runs: QueueRun[]): QueueTaskStatus => ({
-  taskId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-  taskQueueId: 'proj/linux',
-  schedulerId: '-',
-  projectId: 'none',
-  taskGroupId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-  deadline: T2,
-  expires: T2,
-  retriesLeft: 5,
-  state: runs.at(-1)?.state ?? 'unscheduled',
-  runs,
-});
-const pending = (runId: number, reasonCreated: ReasonCreated = 'scheduled'): QueueRun => ({ runId, state: 'pending', reasonCreated, scheduled: T0 });
-const running = (runId: number, reasonCreated: ReasonCreated = 'scheduled'): QueueRun => ({ ...pending(runId, reasonCreated), state: 'running', started: T1, workerGroup: 'g', workerId: 'w1', takenUntil: T2 });
-const resolved = (runId: number, state: 'completed' | 'failed' | 'exception', reasonResolved: ReasonResolved, opts: { started?: boolean; reasonCreated?: ReasonCreated } = {}): QueueRun => {
-  const { takenUntil: _, ...base } = opts.started === false ? pending(runId, opts.reasonCreated) : running(runId, opts.reasonCreated);
-  return { ...base, state, reasonResolved, resolved: T2 };
-};
-const build = (runId: number): BuildRecord => ({ buildid: BUILDID + runId, buildrequestId: BRID, runId, builderName: 'linux64-opt', number: 100 + runId, mintedAt: S0 * 1000 + 65_000 });
-
 /** Each event as its keys and the fields a web UI reads. */
 const summary = (events: LiveEvent[]) => events.map((e) => e.keys.map((k) => k.join('/')).join(' '));
 const message = (e: LiveEvent) => e.message as Record<string, unknown>;
@@ -84,7 +27,7 @@ const sorted = (o: object) => Object.keys(o).sort();
 
 describe('live/events', () => {
   it('a build starting: the request is claimed, then the build is new, under every key Buildbot uses but the worker\'s', () => {
-    const { events, requestCompleted } = eventsOfStatus(task(), statusOf(pending(0)), statusOf(running(0)), [build(0)]);
+    const { events, requestCompleted } = eventsOfStatus(task(), statusOf([pending(0)]), statusOf([running(0)]), [buildRecord(0)]);
     expect(summary(events)).to.deep.equal([
       `buildsets/${BSID}/builders/${BUILDERID}/buildrequests/${BRID}/claimed buildrequests/${BRID}/claimed builders/${BUILDERID}/buildrequests/${BRID}/claimed`,
       `builders/${BUILDERID}/builds/100/new builds/${BUILDID}/new`,
@@ -99,7 +42,7 @@ describe('live/events', () => {
 
   it('a build finishing: the build is finished, then the request complete, with their results', () => {
     for (const [state, reason, result] of [['completed', 'completed', SUCCESS], ['failed', 'failed', FAILURE], ['exception', 'malformed-payload', EXCEPTION], ['exception', 'canceled', CANCELLED]] as const) {
-      const { events, requestCompleted } = eventsOfStatus(task(), statusOf(running(0)), statusOf(resolved(0, state, reason)), [build(0)]);
+      const { events, requestCompleted } = eventsOfStatus(task(), statusOf([running(0)]), statusOf([resolved(0, state, reason)]), [buildRecord(0)]);
       expect(summary(events).map((s) => s.split(' ')[0]), reason).to.deep.equal([`builders/${BUILDERID}/builds/100/finished`, `buildsets/${BSID}/builders/${BUILDERID}/buildrequests/${BRID}/complete`]);
       expect(message(events[0]!), reason).to.include({ complete: true, complete_at: S0 + 120, results: result });
       expect(message(events[1]!), reason).to.include({ complete: true, complete_at: S0 + 120, results: result });
@@ -108,7 +51,7 @@ describe('live/events', () => {
   });
 
   it('a build that started and finished between two looks: each moment in turn, each message as it was then', () => {
-    const { events } = eventsOfStatus(task(), undefined, statusOf(resolved(0, 'completed', 'completed')), [build(0)]);
+    const { events } = eventsOfStatus(task(), undefined, statusOf([resolved(0, 'completed', 'completed')]), [buildRecord(0)]);
     expect(events.map((e) => e.keys[1]!.join('/'))).to.deep.equal([`buildrequests/${BRID}/claimed`, `builds/${BUILDID}/new`, `builds/${BUILDID}/finished`, `buildrequests/${BRID}/complete`]);
     expect(message(events[0]!)).to.include({ complete: false, results: -1 });
     expect(message(events[1]!)).to.include({ complete: false, results: null, state_string: 'building' });
@@ -118,21 +61,21 @@ describe('live/events', () => {
 
   it('an automatic retry: the build ends in RETRY and the request is unclaimed, then claimed again for the next build', () => {
     const lost = resolved(0, 'exception', 'claim-expired');
-    const first = eventsOfStatus(task(), statusOf(running(0)), statusOf(lost, pending(1, 'retry')), [build(0)]);
+    const first = eventsOfStatus(task(), statusOf([running(0)]), statusOf([lost, pending(1, 'retry')]), [buildRecord(0)]);
     expect(first.events.map((e) => e.keys[1]!.join('/'))).to.deep.equal([`builds/${BUILDID}/finished`, `buildrequests/${BRID}/unclaimed`]);
     expect(message(first.events[0]!)).to.include({ results: RETRY });
     expect(message(first.events[1]!)).to.include({ claimed: false, complete: false });
     expect(first.requestCompleted).to.equal(false);
 
-    const second = eventsOfStatus(task(), statusOf(lost, pending(1, 'retry')), statusOf(lost, running(1, 'retry')), [build(0), build(1)]);
+    const second = eventsOfStatus(task(), statusOf([lost, pending(1, 'retry')]), statusOf([lost, running(1, 'retry')]), [buildRecord(0), buildRecord(1)]);
     expect(second.events.map((e) => e.keys[1]!.join('/'))).to.deep.equal([`buildrequests/${BRID}/claimed`, `builds/${BUILDID + 1}/new`]);
     // The second claim is another event than the first: neither is taken for a repeat of the other.
-    const firstClaim = eventsOfStatus(task(), undefined, statusOf(running(0)), [build(0)]).events[0]!;
+    const firstClaim = eventsOfStatus(task(), undefined, statusOf([running(0)]), [buildRecord(0)]).events[0]!;
     expect(second.events[0]!.id).not.to.equal(firstClaim.id);
   });
 
   it('the whole retry between two looks: the first build ends in RETRY before the second is new', () => {
-    const { events } = eventsOfStatus(task(), statusOf(pending(0)), statusOf(resolved(0, 'exception', 'worker-shutdown'), resolved(1, 'completed', 'completed', { reasonCreated: 'retry' })), [build(0), build(1)]);
+    const { events } = eventsOfStatus(task(), statusOf([pending(0)]), statusOf([resolved(0, 'exception', 'worker-shutdown'), resolved(1, 'completed', 'completed', { reasonCreated: 'retry' })]), [buildRecord(0), buildRecord(1)]);
     expect(events.map((e) => e.keys[1]!.join('/'))).to.deep.equal([
       `buildrequests/${BRID}/claimed`,
       `builds/${BUILDID}/new`,
@@ -148,18 +91,18 @@ describe('live/events', () => {
   });
 
   it('a request canceled before any build: claimed and completed CANCELLED (Buildbot\'s cancel claims first), no build', () => {
-    const { events, requestCompleted } = eventsOfStatus(task(), statusOf(pending(0)), statusOf(resolved(0, 'exception', 'canceled', { started: false })), []);
+    const { events, requestCompleted } = eventsOfStatus(task(), statusOf([pending(0)]), statusOf([resolved(0, 'exception', 'canceled', { started: false })]), []);
     expect(events.map((e) => e.keys[1]!.join('/'))).to.deep.equal([`buildrequests/${BRID}/claimed`, `buildrequests/${BRID}/complete`]);
     expect(message(events[1]!)).to.include({ results: CANCELLED, complete: true });
     expect(requestCompleted).to.equal(true);
   });
 
   it('nothing for a status that did not change, nor for a task still pending', () => {
-    const same = statusOf(running(0));
-    expect(eventsOfStatus(task(), same, same, [build(0)]).events).to.deep.equal([]);
-    expect(eventsOfStatus(task(), undefined, statusOf(pending(0)), []).events).to.deep.equal([]);
-    const done = statusOf(resolved(0, 'completed', 'completed'));
-    expect(eventsOfStatus(task(), done, done, [build(0)]).events).to.deep.equal([]);
+    const same = statusOf([running(0)]);
+    expect(eventsOfStatus(task(), same, same, [buildRecord(0)]).events).to.deep.equal([]);
+    expect(eventsOfStatus(task(), undefined, statusOf([pending(0)]), []).events).to.deep.equal([]);
+    const done = statusOf([resolved(0, 'completed', 'completed')]);
+    expect(eventsOfStatus(task(), done, done, [buildRecord(0)]).events).to.deep.equal([]);
   });
 
   it('over any two looks at a run sequence, every build is new once before it finishes, and each event is told once', () => {
@@ -175,8 +118,8 @@ describe('live/events', () => {
         });
         // Only the last run may be unresolved; a status the queue could send.
         if (runs.slice(0, -1).some((r) => r.state === 'pending' || r.state === 'running')) return;
-        const final = statusOf(...runs);
-        const builds = runs.filter((r) => r.started !== undefined).map((r) => build(r.runId));
+        const final = statusOf(runs);
+        const builds = runs.filter((r) => r.started !== undefined).map((r) => buildRecord(r.runId));
         const middle = moments(undefined, final)[cut % moments(undefined, final).length]!.at;
         const seen = [...eventsOfStatus(task(), undefined, middle, builds).events, ...eventsOfStatus(task(), middle, final, builds).events];
         const ids = seen.map((e) => e.id);
@@ -204,9 +147,9 @@ describe('live/events', () => {
     expect(created.message).to.include({ bsid: BSID, complete: false, complete_at: null, results: null, scheduler: null, submitted_at: S0 });
 
     const other = task({ taskId: 'other', buildrequestId: BRID + 1 });
-    const done = statusOf(resolved(0, 'failed', 'failed'));
-    expect(buildsetCompleteEvent(buildset, [{ task: task(), status: done }, { task: other, status: statusOf(running(0)) }])).to.equal(undefined);
-    const complete = buildsetCompleteEvent(buildset, [{ task: task(), status: done }, { task: other, status: statusOf(resolved(0, 'completed', 'completed')) }])!;
+    const done = statusOf([resolved(0, 'failed', 'failed')]);
+    expect(buildsetCompleteEvent(buildset, [{ task: task(), status: done }, { task: other, status: statusOf([running(0)]) }])).to.equal(undefined);
+    const complete = buildsetCompleteEvent(buildset, [{ task: task(), status: done }, { task: other, status: statusOf([resolved(0, 'completed', 'completed')]) }])!;
     expect(complete.keys).to.deep.equal([['buildsets', String(BSID), 'complete']]);
     expect(sorted(complete.message)).to.deep.equal(EVENT_KEYS.buildsetComplete);
     expect(complete.message).to.include({ bsid: BSID, complete: true, complete_at: S0 + 120, results: FAILURE });

@@ -21,6 +21,7 @@ import {
   statusToString,
   worstStatus,
 } from '../../../src/taskcluster/results.js';
+import { statusOf } from '../../support/queue-work.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
 const T1 = '2026-01-01T00:01:00.000Z';
@@ -82,19 +83,7 @@ const statusArb: fc.Arbitrary<QueueTaskStatus> = fc
       }
       if (lastKind === 'pending') runs.push({ runId: runs.length, state: 'pending', reasonCreated: created, scheduled: T0 });
       if (lastKind === 'running') runs.push({ runId: runs.length, state: 'running', reasonCreated: created, scheduled: T0, started: T1, workerGroup: 'wg', workerId: 'w' });
-      const last = runs.at(-1);
-      return {
-        taskId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-        taskQueueId: 'proj/linux',
-        schedulerId: '-',
-        projectId: 'none',
-        taskGroupId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-        deadline: T2,
-        expires: T2,
-        retriesLeft: 5,
-        state: last === undefined ? 'unscheduled' : last.state,
-        runs,
-      } satisfies QueueTaskStatus;
+      return statusOf(runs);
     }),
   );
 

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { MINTED_ID_BASE, MINTED_ID_LIMIT, type BuildRecord, type BuildsetRecord, type TaskRecord } from '../../../src/store/store.js';
+import { MINTED_ID_BASE, MINTED_ID_LIMIT } from '../../../src/store/store.js';
 import type { QueueRun, QueueTaskStatus, ReasonCreated, ReasonResolved } from '../../../src/taskcluster/queue-types.js';
 import { CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, isResultCode } from '../../../src/taskcluster/results.js';
 import {
@@ -22,6 +22,7 @@ import {
   ssidOf,
   stepOf,
 } from '../../../src/taskcluster/shapes.js';
+import { BRID, BSID, BUILDID, buildRecord, buildset, pending, resolved, running, S0, statusOf, task } from '../../support/queue-work.js';
 
 // Key sets of a real Buildbot 3.7.0 master's answers (GET /api/v2/buildrequests, /builds, /buildsets, /builds/1/steps, /logs/1).
 const REAL_KEYS = {
@@ -32,78 +33,6 @@ const REAL_KEYS = {
   step: ['buildid', 'complete', 'complete_at', 'hidden', 'name', 'number', 'results', 'started_at', 'state_string', 'stepid', 'urls'],
   log: ['complete', 'logid', 'name', 'num_lines', 'slug', 'stepid', 'type'],
 };
-
-const T0 = '2026-01-01T00:00:00.000Z'; // 1767225600
-const S0 = 1767225600;
-const T1 = '2026-01-01T00:01:00.500Z';
-const T2 = '2026-01-01T00:02:00.999Z';
-
-const BSID = MINTED_ID_BASE + 7;
-const BRID = MINTED_ID_BASE + 11;
-const BUILDID = MINTED_ID_BASE + 42;
-
-function task(overrides: Partial<TaskRecord> = {}): TaskRecord {
-  return {
-    taskId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-    buildrequestId: BRID,
-    buildsetId: BSID,
-    backend: 'queue',
-    builderName: 'linux64-opt',
-    builderid: 3,
-    definition: '{}',
-    state: 'created',
-    stateReason: null,
-    submittedAt: S0 * 1000 + 999,
-    status: null,
-    statusAt: null,
-    final: false,
-    ...overrides,
-  };
-}
-
-const buildset: BuildsetRecord = {
-  bsid: BSID,
-  backend: 'queue',
-  reason: 'A build was forced by alice',
-  submittedAt: S0 * 1000,
-  externalIdstring: null,
-  sourcestamps: [{ revision: 'abc123', branch: 'main', repository: 'https://hg.example/repo', project: 'fx', codebase: '' }],
-  properties: JSON.stringify({ owner: ['alice', 'Force Build Form'], reason: ['because', 'Force Build Form'], scheduler: ['force', 'Scheduler'] }),
-  rebuildOf: null,
-};
-
-function statusOf(runs: QueueRun[]): QueueTaskStatus {
-  return {
-    taskId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-    taskQueueId: 'proj/linux',
-    schedulerId: '-',
-    projectId: 'none',
-    taskGroupId: 'fN1kbb2nQ1u8bqdFRv0b4Q',
-    deadline: T2,
-    expires: T2,
-    retriesLeft: 5,
-    state: runs.at(-1)?.state ?? 'unscheduled',
-    runs,
-  };
-}
-
-const pending = (runId: number, reasonCreated: ReasonCreated = 'scheduled'): QueueRun => ({ runId, state: 'pending', reasonCreated, scheduled: T0 });
-const running = (runId: number, reasonCreated: ReasonCreated = 'scheduled'): QueueRun => ({ ...pending(runId, reasonCreated), state: 'running', started: T1, workerGroup: 'us-east-1', workerId: 'i-0abc', takenUntil: T2 });
-function resolved(runId: number, state: 'completed' | 'failed' | 'exception', reasonResolved: ReasonResolved, opts: { started?: boolean; reasonCreated?: ReasonCreated } = {}): QueueRun {
-  const base = opts.started === false ? pending(runId, opts.reasonCreated) : running(runId, opts.reasonCreated);
-  const { takenUntil: _, ...rest } = base;
-  return { ...rest, state, reasonResolved, resolved: T2 };
-}
-
-const buildRecord = (runId: number, overrides: Partial<BuildRecord> = {}): BuildRecord => ({
-  buildid: BUILDID + runId,
-  buildrequestId: BRID,
-  runId,
-  builderName: 'linux64-opt',
-  number: 100 + runId,
-  mintedAt: S0 * 1000 + 65_000,
-  ...overrides,
-});
 
 const sorted = (o: object) => Object.keys(o).sort();
 
