@@ -240,6 +240,7 @@ describe('deploy/kubernetes (kubectl kustomize, Kubernetes schemas)', function (
       expect(pod.hostNetwork ?? false).to.equal(false);
       expect(pod.hostPID ?? false).to.equal(false);
       expect(pod.automountServiceAccountToken).to.equal(false);
+      expect(pod.enableServiceLinks, "no STRANGLER_PROXY_* variables from the Services among the proxy's own").to.equal(false);
       const sc = container.securityContext!;
       expect(sc.readOnlyRootFilesystem).to.equal(true);
       expect(sc.allowPrivilegeEscalation).to.equal(false);
