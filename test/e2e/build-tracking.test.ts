@@ -30,7 +30,7 @@ import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
 import { requireBuiltCli, runCli, type CliProcess } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
 import { startProxyProcess } from '../support/proxy-process.js';
-import { legacyAndQueueYaml } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 import { freePort } from '../support/upstream.js';
 
 const QUEUE = 'proj-tracking/linux';

@@ -13,7 +13,8 @@ import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { MINTED_ID_BASE } from '../../src/store/store.js';
 import { commandEnv, requireBuiltCli, runCli } from '../support/cli-process.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const ENV = commandEnv({ taskcluster: true });
 const ACCESS_TOKEN = 'cli-queue-secret-access-token';

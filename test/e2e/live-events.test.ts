@@ -22,7 +22,8 @@ import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/in
 import { MINTED_ID_BASE } from '../../src/store/store.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, RESULTS, type Json } from '../support/buildbot-client.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const QUEUE = 'proj-live/linux';
 const TOKEN = 'live-e2e-secret-access-token-0123';

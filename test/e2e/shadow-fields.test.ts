@@ -17,7 +17,8 @@ import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { waitFor } from '../support/proxy.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const TOKEN = 'shadow-fields-access-token-0123456789';
 /** What a route comparing two masters leaves out: what each master numbers or clocks for itself. */

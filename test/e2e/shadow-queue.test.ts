@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { startStandinBackend, type StandinBackend } from '../../src/demo/standin.js';
 import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const TOKEN = 'shadow-test-access-token-0123456789';
 

@@ -12,7 +12,8 @@ import type { Strangler } from '../../src/main.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { BuildbotClient, forceIds } from '../support/buildbot-client.js';
 import { launchChromium, pageProblems, requireChromium } from '../support/chromium.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const ACCESS_TOKEN = 'status-page-secret-access-token';
 

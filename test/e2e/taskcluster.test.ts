@@ -22,7 +22,8 @@ import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/in
 import { MINTED_ID_BASE } from '../../src/store/store.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, RESULTS, sleep, type Json } from '../support/buildbot-client.js';
-import { legacyAndQueueYaml, startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { startQueueProxy, type QueueProxy } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 
 const QUEUE = 'proj-e2e/linux';
 const BUILDERS = ['linux64-opt', 'linux64-fail', 'linux64-exc', 'win32-debug', 'android-split', 'scoped-opt', 'gone-fallback', 'gone-nofallback'];

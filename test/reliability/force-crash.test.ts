@@ -48,7 +48,7 @@ import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
 import { requireBuiltCli, type CliProcess } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
 import { startProxyProcess } from '../support/proxy-process.js';
-import { legacyAndQueueYaml } from '../support/queue-proxy.js';
+import { legacyAndQueueYaml } from '../support/tables.js';
 import { freePort } from '../support/upstream.js';
 import { FULL, send } from './kit.js';
 

@@ -11,7 +11,8 @@ import type { Store } from '../../src/store/store.js';
 import { openStore } from '../../src/store/open.js';
 import type { ResultCode } from '../../src/taskcluster/results.js';
 import type { BuildOutcome } from '../../src/tracking/outcome.js';
-import { legacyAndQueueYaml, startQueueProxy } from './queue-proxy.js';
+import { startQueueProxy } from './queue-proxy.js';
+import { legacyAndQueueYaml } from './tables.js';
 
 const MINUTE = 60_000;
 

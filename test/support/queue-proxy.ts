@@ -1,40 +1,14 @@
 /**
- * A proxy in front of a legacy master and a Taskcluster queue: the routes
- * file that names them (`buildbot` the legacy master, `queue` the queue, in
- * every such test), and the proxy started on it in this process with its
- * routes file and embedded store in a temporary folder and the queue's
- * credentials in the environment for as long as it runs.
+ * A proxy in this process in front of a legacy master and a Taskcluster
+ * queue (its routes as tables.ts legacyAndQueueYaml writes them, as a rule),
+ * with its routes file and embedded store in a temporary folder and the
+ * queue's credentials in the environment for as long as it runs.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../src/logging/logger.js';
 import { startStrangler, type StartOptions, type Strangler } from '../../src/main.js';
-
-export interface LegacyAndQueue {
-  legacyUrl: string;
-  rootUrl: string;
-  /** The queue backend's `task`, in YAML flow style: `{ taskQueueId: ..., payload: { ... } }`. */
-  task: string;
-  /** More keys of the queue backend, each a YAML line (e.g. `health: { intervalMs: 0 }`). */
-  queue?: string[];
-  /** More backends, as YAML lines indented under `backends:`. */
-  backends?: string;
-  /** The items of `routes:`, as YAML lines; by default every linux64-* job type to the queue. */
-  routes?: string;
-}
-
-/** The routes file of a legacy master `buildbot` and a queue `queue`. */
-export function legacyAndQueueYaml(o: LegacyAndQueue): string {
-  return `backends:
-  buildbot: { url: ${o.legacyUrl}, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: ${o.rootUrl}
-${(o.queue ?? []).map((line) => `    ${line}\n`).join('')}    task: ${o.task}
-${o.backends ?? ''}routes:
-${o.routes ?? '  - jobType: linux64-*\n    backend: queue\n'}`;
-}
 
 export interface QueueProxyOptions extends Omit<StartOptions, 'configFile' | 'port' | 'adminPort' | 'host' | 'dataDir'> {
   /** What the proxy signs its queue calls with: set as TASKCLUSTER_CLIENT_ID and TASKCLUSTER_ACCESS_TOKEN. */

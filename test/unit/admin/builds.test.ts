@@ -4,63 +4,30 @@
  * with the store's recordOutcome), with the clock fixed.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import { createAdminApp, type AdminDeps } from '../../../src/admin/app.js';
 import { esc } from '../../../src/admin/html.js';
 import type { BuildsView } from '../../../src/admin/views.js';
-import { explainRequest } from '../../../src/explain.js';
-import { ProxyMetrics } from '../../../src/metrics/metrics.js';
-import { TrafficStats } from '../../../src/metrics/traffic.js';
-import { openStore } from '../../../src/store/open.js';
 import type { Store } from '../../../src/store/store.js';
+import { adminDeps, openTempStore, withClosedStore } from '../../support/admin.js';
 import { buildsOf, recordAll, results, scenario } from '../../support/outcomes.js';
-import { tableFrom } from '../../support/tables.js';
+import { legacyAndQueueYaml, tableFrom } from '../../support/tables.js';
 
 const NOW = Date.parse('2030-01-02T12:00:00Z');
 const HOUR = 3_600_000;
 const TOKEN = 'builds-test-token-0123456789';
 const HOSTILE = '"><svg onload=alert(1)>';
-const TABLE = tableFrom(`backends:
-  buildbot: { url: http://127.0.0.1:8011, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: http://127.0.0.1:8013
-    task:
-      taskQueueId: proj-ci/linux
-      payload: { command: [echo] }
-routes:
-  - jobType: linux64-*
-    backend: queue
-`);
+const TABLE = tableFrom(legacyAndQueueYaml({ legacyUrl: 'http://127.0.0.1:8011', rootUrl: 'http://127.0.0.1:8013', task: '{ taskQueueId: proj-ci/linux, payload: { command: [echo] } }' }));
 
-function depsWith(store: Pick<Store, 'outcomes'> | undefined, overrides: Partial<AdminDeps> = {}): AdminDeps {
-  return {
-    metrics: new ProxyMetrics({ defaultMetrics: false }),
-    isReady: () => true,
-    table: () => TABLE,
-    history: () => [],
-    traffic: new TrafficStats(),
-    backends: () => [],
-    knownJobTypes: () => [],
-    reload: () => Promise.reject(new Error('not in this test')),
-    explain: (input) => explainRequest(TABLE, input, { nameFor: async () => undefined }),
-    builds: { outcomes: () => store, now: () => NOW },
-    replica: 'replica-under-test',
-    auth: { token: undefined, protectReads: false },
-    ...overrides,
-  };
-}
+const depsWith = (store: Pick<Store, 'outcomes'> | undefined, overrides: Partial<AdminDeps> = {}): AdminDeps => adminDeps(TABLE, { builds: { outcomes: () => store, now: () => NOW }, ...overrides });
 
 describe('admin: builds', () => {
-  let dir: string;
+  let temp: Awaited<ReturnType<typeof openTempStore>>;
   let store: Store;
 
   before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'admin-builds-'));
-    store = await openStore(undefined, { dataDir: dir });
+    temp = await openTempStore();
+    store = temp.store;
     await recordAll(store, [
       ...scenario(NOW),
       // Finished 25 hours ago: outside the default window, inside 7d.
@@ -70,8 +37,7 @@ describe('admin: builds', () => {
     ]);
   });
   after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   describe('GET /builds', () => {
@@ -160,18 +126,13 @@ describe('admin: builds', () => {
     });
 
     it('answers 503 STORE_UNAVAILABLE naming the failure when the store cannot be read, and counts it', async () => {
-      const closedDir = mkdtempSync(path.join(tmpdir(), 'admin-builds-closed-'));
-      try {
-        const closed = await openStore(undefined, { dataDir: closedDir });
-        await closed.close();
+      await withClosedStore(async (closed) => {
         const deps = depsWith(closed);
         const res = await request(createAdminApp(deps)).get('/builds').expect(503);
         expect(res.body.code).to.equal('STORE_UNAVAILABLE');
         expect(res.body.error).to.match(/^finished builds could not be read from the store: /);
         expect(await deps.metrics.registry.getSingleMetricAsString('strangler_store_errors_total')).to.contain('operation="admin"} 1');
-      } finally {
-        rmSync(closedDir, { recursive: true, force: true });
-      }
+      });
     });
 
     it('needs the token when reads are protected, and allows GET only', async () => {
@@ -246,16 +207,11 @@ describe('admin: builds', () => {
       expect(off).to.match(/<p data-col="tracking-off">build tracking is off: no store is open/);
       expect(off).to.contain('id="routes-table"');
 
-      const closedDir = mkdtempSync(path.join(tmpdir(), 'admin-builds-page-'));
-      try {
-        const closed = await openStore(undefined, { dataDir: closedDir });
-        await closed.close();
+      await withClosedStore(async (closed) => {
         const failed = (await request(createAdminApp(depsWith(closed))).get('/').expect(200)).text;
         expect(failed).to.match(/<section id="builds"[^>]*data-tracking="error"[\s\S]*?<pre class="error" data-col="store-error">finished builds could not be read from the store: /);
         expect(failed).to.contain('id="routes-table"');
-      } finally {
-        rmSync(closedDir, { recursive: true, force: true });
-      }
+      });
     });
   });
 });

@@ -5,40 +5,33 @@
  * store in a temporary folder.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import request from 'supertest';
 import { createAdminApp, type AdminDeps } from '../../../src/admin/app.js';
 import { renderStatusPage } from '../../../src/admin/page.js';
 import { backendsView, progressView, queuesView, routesView, type QueuesView } from '../../../src/admin/views.js';
 import { buildPlan, formatPlan } from '../../../src/admin/report.js';
 import { explainRequest, formatExplanation, tasksForceWouldCreate } from '../../../src/explain.js';
-import { ProxyMetrics } from '../../../src/metrics/metrics.js';
-import { TrafficStats } from '../../../src/metrics/traffic.js';
 import { matchRoute, type Backend } from '../../../src/routing/table.js';
-import { openStore } from '../../../src/store/open.js';
 import { MINTED_ID_BASE, type Store, type TaskRecord } from '../../../src/store/store.js';
-import { tableFrom } from '../../support/tables.js';
+import { adminDeps, openTempStore, withClosedStore } from '../../support/admin.js';
+import { legacyAndQueueYaml, tableFrom } from '../../support/tables.js';
 
 const SECRET = 'never-show-this-access-token';
-const TABLE = tableFrom(`backends:
-  buildbot: { url: http://127.0.0.1:8011, legacy: true }
-  queue:
-    kind: taskcluster
-    rootUrl: http://127.0.0.1:8013
-    task:
-      taskQueueId: proj-ci/linux
-      payload: { command: [echo, '\${builder.name}', '\${revision}'] }
-routes:
-  - jobType: linux64-*
+const TABLE = tableFrom(
+  legacyAndQueueYaml({
+    legacyUrl: 'http://127.0.0.1:8011',
+    rootUrl: 'http://127.0.0.1:8013',
+    task: "{ taskQueueId: proj-ci/linux, payload: { command: [echo, '${builder.name}', '${revision}'] } }",
+    routes: `  - jobType: linux64-*
     backend: queue
   - jobType: linux64-debug
     backend: queue
     task: { priority: high }
   - jobType: android-api-16-test
     split: { queue: 1, buildbot: 3 }
-`);
+`,
+  }),
+);
 const BUILDBOT_ONLY = tableFrom(`backends:
   buildbot: { url: http://127.0.0.1:8011, legacy: true }
 routes: []
@@ -78,36 +71,26 @@ async function fill(store: Store): Promise<{ opt: TaskRecord; android: TaskRecor
 }
 
 function depsWith(store: Store | undefined, overrides: Partial<AdminDeps> = {}): AdminDeps {
-  return {
-    metrics: new ProxyMetrics(),
-    isReady: () => true,
-    table: () => TABLE,
-    history: () => [],
-    traffic: new TrafficStats(),
-    backends: () => [],
+  return adminDeps(TABLE, {
     knownJobTypes: () => ['linux64-opt', 'android-api-16-test', 'win32-debug'],
-    reload: () => Promise.reject(new Error('not in this test')),
     explain: (input) => explainRequest(TABLE, input, noBuilders, { store }),
     queues: { store: () => store, hasCredentials: (b: Backend) => b.name === 'queue' },
-    replica: 'replica-under-test',
-    auth: { token: undefined, protectReads: false },
     ...overrides,
-  };
+  });
 }
 
 describe('admin: queues', () => {
-  let dir: string;
+  let temp: Awaited<ReturnType<typeof openTempStore>>;
   let store: Store;
   let filled: Awaited<ReturnType<typeof fill>>;
 
   before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'admin-queues-'));
-    store = await openStore(undefined, { dataDir: dir });
+    temp = await openTempStore();
+    store = temp.store;
     filled = await fill(store);
   });
   after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   describe('queuesView', () => {
@@ -215,10 +198,7 @@ describe('admin: queues', () => {
     });
 
     it('answers 503 STORE_UNAVAILABLE naming the failure when the store cannot be read, and the page says so', async () => {
-      const closedDir = mkdtempSync(path.join(tmpdir(), 'admin-queues-closed-'));
-      const closed = await openStore(undefined, { dataDir: closedDir });
-      await closed.close();
-      try {
+      await withClosedStore(async (closed) => {
         const deps = depsWith(closed);
         const res = await request(createAdminApp(deps)).get('/queues').expect(503);
         expect(res.body.code).to.equal('STORE_UNAVAILABLE');
@@ -226,9 +206,7 @@ describe('admin: queues', () => {
         expect((await deps.metrics.registry.getSingleMetricAsString('strangler_store_errors_total'))).to.contain('operation="admin"} 1');
         const page = await request(createAdminApp(depsWith(closed))).get('/').expect(200);
         expect(page.text).to.contain('data-col="store-error"');
-      } finally {
-        rmSync(closedDir, { recursive: true, force: true });
-      }
+      });
     });
   });
 
