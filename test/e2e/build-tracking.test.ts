@@ -27,9 +27,9 @@ import type { BuildComparison } from '../../src/tracking/compare.js';
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
-import { requireBuiltCli, runCli, type CliProcess } from '../support/cli-process.js';
+import { requireBuiltCli, runCli } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
-import { startProxyProcess } from '../support/proxy-process.js';
+import { RestartableProxy } from '../support/proxy-process.js';
 import { legacyAndQueueYaml } from '../support/tables.js';
 import { freePort } from '../support/upstream.js';
 
@@ -65,26 +65,8 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
   let configFile: string;
   let port: number;
   let adminPort: number;
-  let proxy: CliProcess | undefined;
+  let proxy: RestartableProxy | undefined;
   let client: BuildbotClient;
-
-  async function startProxy(): Promise<void> {
-    proxy = await startProxyProcess({
-      command: ['serve'],
-      configFile,
-      port,
-      adminPort,
-      args: ['--data-dir', path.join(dir, 'data'), '--log-level', 'info'],
-      env: { ...process.env, TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN },
-      startTimeoutMs: 20_000,
-    });
-  }
-
-  async function stopProxy(signal: NodeJS.Signals): Promise<void> {
-    if (proxy === undefined || !proxy.running()) return;
-    await proxy.stop(signal);
-    proxy = undefined;
-  }
 
   const metricsText = async () => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
 
@@ -126,11 +108,12 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
     port = await freePort();
     adminPort = await freePort();
     client = new BuildbotClient(`http://127.0.0.1:${port}`);
-    await startProxy();
+    proxy = new RestartableProxy({ configFile, port, adminPort, dataDir: path.join(dir, 'data'), credentials: { clientId: 'proxy', accessToken: TOKEN } });
+    await proxy.start();
   });
 
   after(async function () {
-    await stopProxy('SIGKILL');
+    await proxy?.stop('SIGKILL');
     await queue?.close();
     await bb?.stopAll();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -163,13 +146,13 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
       before = second;
       return samples(first, 'strangler_builds_finished_total').get(cancelled) === 1 && stable(first) === stable(second) ? true : undefined;
     }, 30_000, 'the cancelled build counted');
-    await stopProxy('SIGKILL');
+    await proxy!.stop('SIGKILL');
     expect([...samples(before, 'strangler_builds_finished_total')].filter(([, v]) => v > 0), 'only the cancelled build had ended at the kill').to.deep.equal([[cancelled, 1]]);
 
     // While it is down: a scheduler build starts and ends, and the running builds end.
     await legacy.postChange('nightly-2');
     await sleep((BUILD_SECONDS + 2) * 1000);
-    await startProxy();
+    await proxy!.start();
 
     const expected = new Map([
       ['job_type="bb-pass",backend="buildbot",result="success"', 2],
@@ -192,7 +175,7 @@ describe('e2e: builds followed to their end on a real Buildbot master and a queu
       const s = await total();
       return [...expected.values()].reduce((a, b) => a + b, 0) === [...s.values()].reduce((a, b) => a + b, 0) ? s : undefined;
     }, 60_000, 'every build counted').catch(async (error: Error) => {
-      throw new Error(`${error.message}: counted ${JSON.stringify([...(await total())])}\n${proxy?.output().slice(-3000)}`);
+      throw new Error(`${error.message}: counted ${JSON.stringify([...(await total())])}\n${proxy!.output().slice(-3000)}`);
     });
     // Both processes counted: the first before it was killed, the second what ended while it was down.
     const countedBy = (text: string) => [...samples(text, 'strangler_builds_finished_total').values()].reduce((a, b) => a + b, 0);

@@ -45,9 +45,9 @@ import { startStandinBackend, type StandinBackend } from '../../src/demo/standin
 import { startStandinQueue, type StandinQueue } from '../../src/standin-queue/index.js';
 import { LINK_TAGS } from '../../src/taskcluster/template.js';
 import { BuildbotClient, forceIds, sleep } from '../support/buildbot-client.js';
-import { requireBuiltCli, type CliProcess } from '../support/cli-process.js';
+import { requireBuiltCli } from '../support/cli-process.js';
 import { waitFor } from '../support/proxy.js';
-import { startProxyProcess } from '../support/proxy-process.js';
+import { RestartableProxy } from '../support/proxy-process.js';
 import { legacyAndQueueYaml } from '../support/tables.js';
 import { freePort } from '../support/upstream.js';
 import { FULL, send } from './kit.js';
@@ -79,30 +79,15 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   let configFile: string;
   let port: number;
   let adminPort: number;
-  let proxy: CliProcess | undefined;
+  let proxy: RestartableProxy;
   const forces: Force[] = [];
   const seed = Number(process.env.STRANGLER_CRASH_SEED ?? Date.now() % 100_000);
   const random = seededRandom(seed);
 
   const url = () => `http://127.0.0.1:${port}`;
 
-  async function startProxy(): Promise<void> {
-    proxy = await startProxyProcess({
-      command: ['serve'],
-      configFile,
-      port,
-      adminPort,
-      args: ['--data-dir', path.join(dir, 'data'), '--log-level', 'info'],
-      env: { ...process.env, TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN },
-      startTimeoutMs: 20_000,
-    });
-  }
-
-  async function killProxy(): Promise<void> {
-    if (proxy === undefined || !proxy.running()) return;
-    await proxy.stop('SIGKILL');
-    proxy = undefined;
-  }
+  const startProxy = () => proxy.start();
+  const killProxy = () => proxy.stop('SIGKILL');
 
   async function force(reason: string): Promise<Force> {
     const res = await send(new http.Agent(), `${url()}/api/v2/forceschedulers/force`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: forceBody(reason) });
@@ -138,10 +123,11 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
       }),
     );
     [port, adminPort] = [await freePort(), await freePort()];
+    proxy = new RestartableProxy({ configFile, port, adminPort, dataDir: path.join(dir, 'data'), credentials: { clientId: 'proxy', accessToken: TOKEN } });
   });
 
   after(async () => {
-    await killProxy();
+    await proxy?.stop('SIGKILL');
     await queue?.close();
     await legacy?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -207,7 +193,7 @@ describe('reliability: SIGKILL of the proxy during forces to a queue', function 
   it(`kill at random instants under a steady stream of forces (${RANDOM_ROUNDS} rounds), then every answered id reads back and no force has two tasks`, async () => {
     let counter = 0;
     for (let round = 0; round < RANDOM_ROUNDS; round++) {
-      if (proxy === undefined) await startProxy();
+      if (proxy.current === undefined) await startProxy();
       let stop = false;
       const before = forces.filter((f) => f.ids !== undefined).length;
       const loops = Array.from({ length: LOOPS }, async (_, l) => {

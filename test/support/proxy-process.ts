@@ -38,3 +38,53 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<C
   }
   return proxy;
 }
+
+export interface RestartableProxyOptions {
+  configFile: string;
+  port: number;
+  adminPort: number;
+  /** Its embedded store's folder, the same at each start. */
+  dataDir: string;
+  /** What it signs its queue calls with (TASKCLUSTER_CLIENT_ID and TASKCLUSTER_ACCESS_TOKEN). */
+  credentials: { clientId: string; accessToken: string };
+}
+
+/**
+ * `serve` that a test kills and starts again on the same ports, routes file
+ * and store, logging at info, given 20 s to say it listens.
+ */
+export class RestartableProxy {
+  private proc: CliProcess | undefined;
+
+  constructor(private readonly options: RestartableProxyOptions) {}
+
+  /** The process started last, until stop() ends it; one that ended on its own stays, for the test to see. */
+  get current(): CliProcess | undefined {
+    return this.proc;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.proc = await startProxyProcess({
+      command: ['serve'],
+      configFile: o.configFile,
+      port: o.port,
+      adminPort: o.adminPort,
+      args: ['--data-dir', o.dataDir, '--log-level', 'info'],
+      env: { ...process.env, TASKCLUSTER_CLIENT_ID: o.credentials.clientId, TASKCLUSTER_ACCESS_TOKEN: o.credentials.accessToken },
+      startTimeoutMs: 20_000,
+    });
+  }
+
+  /** Sends `signal` to the running process and waits for its exit; nothing if none runs. */
+  async stop(signal: NodeJS.Signals): Promise<void> {
+    if (this.proc === undefined || !this.proc.running()) return;
+    await this.proc.stop(signal);
+    this.proc = undefined;
+  }
+
+  /** What the current process has written. */
+  output(): string {
+    return this.proc?.output() ?? '';
+  }
+}
