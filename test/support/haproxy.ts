@@ -56,6 +56,9 @@ export interface Haproxy {
   stop(): Promise<void>;
 }
 
+/** How long HAProxy keeps a client's idle connection open: clients should close theirs sooner. */
+export const HTTP_KEEP_ALIVE_MS = 10_000;
+
 const INSTALL_HINT = 'install it with `bash scripts/install-system-deps.sh haproxy` or `sudo apt-get install -y haproxy`';
 
 /** The haproxy binary (Debian puts it in /usr/sbin, which a non-root PATH often lacks), or undefined. */
@@ -95,6 +98,9 @@ defaults
   option log-health-checks
   timeout connect 500ms
   timeout client 30s
+  # A client's idle connection is closed after this: a client must let its own go sooner, or a request it sends
+  # on one just as it closes is lost (the race every keep-alive client has with its server).
+  timeout http-keep-alive ${HTTP_KEEP_ALIVE_MS}ms
   timeout server ${options.serverTimeoutMs ?? 15_000}ms
   timeout check 1s
   # A request that could not be delivered goes to another replica.
