@@ -22,15 +22,20 @@
  * Once the tracked proxy's in-flight gauge reads every build and the first
  * sight of each (a build number minted per task, a buildrequest's
  * submitted_at per legacy build) is over, the reference has recorded every
- * build as finished, and `settleS` more, both are measured over the same
- * `windowS`: CPU time from /proc/<pid>/stat, RSS sampled every second
- * (median). The cost of the builds in flight is the difference. Also
- * reported: the queue calls per second the tracked proxy made (its own
- * strangler_queue_calls_total), the calls per second its master answered,
- * by kind, and the gauge before and after the window.
+ * build as finished, `settleS` more, and the reference has given back the
+ * young generation V8 grew while it took the forces (its memory reducer
+ * does that a minute or two after it goes idle; at most `memoryWaitS`),
+ * both are measured over the same `windowS`: CPU time from
+ * /proc/<pid>/stat, RSS sampled every second (median). The cost of the
+ * builds in flight is the difference. Also reported: the queue calls per
+ * second the tracked proxy made (its own strangler_queue_calls_total), the
+ * calls per second its master answered, by kind, the gauge before and after
+ * the window (the run fails unless it reads every build both times), heap
+ * by V8 space and event-loop delay at the window's end.
  *
  *   node --import tsx bench/build-tracking.ts '{"queueBuilds":5000,"legacyBuilds":5000,"windowS":60}'
- *   node --import tsx bench/build-tracking.ts '{"cpuProfDir":"/tmp/prof"}'   # and where the tracked proxy's CPU goes
+ *   node --import tsx bench/build-tracking.ts '{"cpuProfDir":"/tmp/prof"}'     # and where the tracked proxy's CPU goes
+ *   node --import tsx bench/build-tracking.ts '{"dist":"/tmp/other/dist"}'     # another build of the proxy, same scenario
  * Prints one JSON line; progress goes to stderr.
  */
 import fs from 'node:fs';
@@ -51,11 +56,11 @@ interface Options {
   concurrency: number;
   /** `/ws` update events per second from the master; default: each legacy build twice per 2 minutes (a step's start and end). */
   eventsPerSecond: number | null;
-  /** Client reads per second sent to each proxy from start to end (`GET /api/v2/builders/<name>`, proxied to its master), as a proxy in service gets: 0 leaves both idle but for their own work. */
-  backgroundRps: number;
   /** Seconds without first-sight calls that say the first sight of every build is over. */
   quietS: number;
   settleS: number;
+  /** At most this long for the reference to give back the young generation V8 grew while it took the forces (see `referenceSettled`). */
+  memoryWaitS: number;
   windowS: number;
   proxyCpu: string | null;
   /** Profiles the tracked proxy (node --cpu-prof) and summarises the window's samples in the report; the raw .cpuprofile is kept in this directory. */
@@ -72,9 +77,9 @@ const P: Options = {
   legacyBuilds: given.legacyBuilds ?? 5000,
   concurrency: given.concurrency ?? 16,
   eventsPerSecond: given.eventsPerSecond ?? null,
-  backgroundRps: given.backgroundRps ?? 0,
   quietS: given.quietS ?? 6,
   settleS: given.settleS ?? 10,
+  memoryWaitS: given.memoryWaitS ?? 240,
   windowS: given.windowS ?? 60,
   proxyCpu: given.proxyCpu ?? null,
   cpuProfDir: given.cpuProfDir ?? null,
@@ -91,10 +96,10 @@ const QUEUE_JOB_TYPES = ['linux64-opt', 'linux64-debug', 'linux64-asan', 'linux6
 const LEGACY_JOB_TYPES = ['win64-opt', 'win64-debug', 'macosx64-opt', 'macosx64-debug'];
 /** Calls a tracker makes once per build, when it first sees it (the settling is over when they stop). */
 const FIRST_SIGHT_CALLS = ['builders/<b>/builds', 'buildrequests/<id>', 'builds?buildrequestid='];
-/** The master's name for the background reads (`GET /api/v2/builders/<name>`), which no tracker makes. */
-const BACKGROUND_KIND = 'builders/<b>';
 /** The tracked side's task runs: far past the measurement, while the stand-in worker's reclaims keep each claim alive. */
 const LONG_RUN_MS = 3_600_000;
+/** V8's young generation of an idle process: one semi-space pair at its smallest. */
+const YOUNG_IDLE_MIB = 2;
 /** The reference side's runs and builds: over almost at once. */
 const SHORT_RUN_MS = 50;
 const SHORT_BUILD_MS = 1000;
@@ -106,25 +111,26 @@ export interface BuildTrackingReport {
   /** Seconds the forces took, and from the last force to the window's start. */
   forceS: number;
   settleS: number;
+  /** Whether the reference had given back its young generation (at most YOUNG_IDLE_MIB) before the window; false after `memoryWaitS`. */
+  referenceSettled: boolean;
   /** The in-flight gauge (strangler_builds_in_flight summed) of the tracked proxy, before and after the window, by backend after. */
   inFlight: { before: number; after: number; byBackend: Record<string, number>; reference: number };
   windowS: number;
   /** Share of one core; `trackedSystem`: the part of `tracked` spent in the kernel (the store's fsyncs, sockets). */
   cpu: { tracked: number; reference: number; added: number; trackedSystem: number };
+  /** The same every 10 s of the window, with the machine's other load then (cores), to set one against the other. */
+  cpuSlices: Array<{ endS: number; tracked: number; reference: number; otherCores: number }>;
   rssMiB: { tracked: number; reference: number; added: number; trackedBeforeForces: number };
   /** At the window's end (node's heap, used and reserved; memory outside it that JS objects hold), and RSS every second of the window. */
-  memoryMiB: Record<'tracked' | 'reference', { heapUsed: number; heapTotal: number; external: number; rssSamples: number[] }>;
+  memoryMiB: Record<'tracked' | 'reference', { heapUsed: number; heapTotal: number; external: number; rssSamples: number[]; spaces: Record<string, { total: number; used: number }> }>;
   /** Node's event-loop delay over the window (monitorEventLoopDelay, 10 ms resolution): what a request arriving then may wait before the proxy looks at it. */
   eventLoopDelayMs: Record<'tracked' | 'reference', { p50: number; p99: number; max: number }>;
   /** Calls the tracked proxy made to the queue during the window, per second, by Queue method (its own strangler_queue_calls_total). */
   queueCallsPerS: { total: number; byMethod: Record<string, number> };
   /** Every call the tracked proxy's master answered before the window (the forces and the first sight of each build), by kind. */
   masterCallsBeforeWindow: Record<string, number>;
-  /** Calls the master answered the tracked proxy during the window, per second, by kind; events are what it sent on /ws. */
-  /** `total` leaves out the events and the background reads the proxy forwarded (`builders/<b>`): what tracking asks. */
+  /** Calls the master answered the tracked proxy during the window, per second, by kind (`ws event`: what it sent on /ws); `total` leaves out the events: what tracking asks. */
   masterCallsPerS: { total: number; byKind: Record<string, number> };
-  /** Background reads sent to each proxy over the run. */
-  backgroundReads: number;
   /** All the reference proxy asked its master, per second: health checks, and its follower's rounds with no build open. */
   referenceMasterCallsPerS: number;
   /** strangler_build_tracking_errors_total of the tracked proxy by the end, by operation; and warnings it logged. */
@@ -211,11 +217,11 @@ function diff(after: Record<string, number>, before: Record<string, number>, per
   return out;
 }
 
-async function until(what: string, timeoutS: number, check: () => Promise<boolean> | boolean): Promise<void> {
+async function until(what: string, timeoutS: number, check: () => Promise<boolean> | boolean, everyMs = 500): Promise<void> {
   const end = Date.now() + timeoutS * 1000;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutS} s waiting for ${what}`);
-    await sleep(500);
+    await sleep(everyMs);
   }
 }
 
@@ -295,30 +301,6 @@ async function forceAll(side: Side): Promise<void> {
   await batch(LEGACY_JOB_TYPES, P.legacyBuilds - 1, 1 + P.queueBuilds);
 }
 
-/** Reads at a steady rate to each proxy until stopped; resolves with how many each side sent and how many failed. */
-function background(sides: readonly Side[]): () => Promise<{ requests: number; errors: number }> {
-  let requests = 0;
-  let errors = 0;
-  const pending = new Set<Promise<void>>();
-  const timer = P.backgroundRps > 0 ? setInterval(() => {
-    for (const side of sides) {
-      const one = side.pool.request({ method: 'GET', path: `/api/v2/builders/${LEGACY_JOB_TYPES[requests % LEGACY_JOB_TYPES.length]}` })
-        .then(async (res) => {
-          await res.body.dump();
-          if (res.statusCode !== 200) errors++;
-        }, () => void errors++)
-        .finally(() => pending.delete(one));
-      pending.add(one);
-      requests++;
-    }
-  }, 1000 / P.backgroundRps) : undefined;
-  return async () => {
-    clearInterval(timer);
-    await Promise.all(pending);
-    return { requests: requests / Math.max(1, sides.length), errors };
-  };
-}
-
 async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strangler-tracking-bench-'));
   const procs: Proc[] = [];
@@ -328,7 +310,6 @@ async function main(): Promise<void> {
     const creds = { TASKCLUSTER_CLIENT_ID: 'bench', TASKCLUSTER_ACCESS_TOKEN: randomBytes(24).toString('base64url') };
     sides.push(...(await Promise.all([startSide('tracked', tmp, creds, procs, masters), startSide('reference', tmp, creds, procs, masters)])));
     const [tracked, reference] = sides as [Side, Side];
-    const stopBackground = background(sides);
     await sleep(2000);
     const trackedBeforeForces = procStatusBytes(tracked.proxy.proc.pid, 'VmRSS') / MiB;
     const total = P.queueBuilds + P.legacyBuilds;
@@ -356,7 +337,14 @@ async function main(): Promise<void> {
       return Date.now() - quietSince >= P.quietS * 1000;
     });
     await until(`the reference proxy to record ${total} finished builds`, 900, async () => sum(await scrape(reference.proxy, 'strangler_builds_finished_total')) === total && (await gauge(reference)) === 0);
-    log(`  tracked gauge at ${total}, first sight over (${firstSight} first-sight calls to its master), reference builds all recorded after ${((performance.now() - s0) / 1000).toFixed(0)} s; settling ${P.settleS} s more`);
+    log(`  tracked gauge at ${total}, first sight over (${firstSight} first-sight calls to its master), reference builds all recorded after ${((performance.now() - s0) / 1000).toFixed(0)} s`);
+    // Idle again, the reference hands back the young generation V8 grew while it took the forces, but only after a
+    // while (its memory reducer); measured before that, its RSS is still the forces', not a proxy's with nothing in flight.
+    const youngMiB = async () => sum((await scrape(reference.proxy, 'nodejs_heap_space_size_total_bytes')).filter((t) => t.labels.space === 'new')) / MiB;
+    let referenceSettled = true;
+    await until('the reference to give back its young generation', P.memoryWaitS, async () => (await youngMiB()) <= YOUNG_IDLE_MIB, 5000).catch(() => (referenceSettled = false));
+    if (!referenceSettled) log(`  note: after ${P.memoryWaitS} s the reference still holds ${r1(await youngMiB())} MiB of young generation; its RSS is measured anyway`);
+    // And the rest of what the reference gives back (old space), and the tracked proxy's rounds as they are now.
     await sleep(P.settleS * 1000);
     const settleS = (performance.now() - s0) / 1000;
 
@@ -375,19 +363,26 @@ async function main(): Promise<void> {
     const w0 = performance.now();
     const window = { fromUs: monotonicUs(), toUs: NaN };
     const rss = { tracked: [] as number[], reference: [] as number[] };
+    const slices: BuildTrackingReport['cpuSlices'] = [];
+    let last = { ...t0, at: w0 };
     log(`  measuring ${P.windowS} s: CPU and RSS of the tracked proxy and of the reference`);
     while (performance.now() - w0 < P.windowS * 1000) {
       await sleep(Math.min(1000, P.windowS * 1000 - (performance.now() - w0)));
       rss.tracked.push(procStatusBytes(tracked.proxy.proc.pid, 'VmRSS') / MiB);
       rss.reference.push(procStatusBytes(reference.proxy.proc.pid, 'VmRSS') / MiB);
+      if (rss.tracked.length % 10 === 0) {
+        const now = { ...ticks(), at: performance.now() };
+        const share = (n: number) => r4(n / CLK_TCK / ((now.at - last.at) / 1000));
+        const [tr, rf] = [share(now.tracked - last.tracked), share(now.reference - last.reference)];
+        slices.push({ endS: r1((now.at - w0) / 1000), tracked: tr, reference: rf, otherCores: r4(Math.max(0, share(now.busy - last.busy) - tr - rf - share(now.ours - last.ours))) });
+        last = now;
+      }
     }
     const windowS = (performance.now() - w0) / 1000;
     const t1 = ticks();
     window.toUs = monotonicUs();
     const master1 = tracked.master.calls();
     const ref1 = sum(Object.values(reference.master.calls()).map((value) => ({ value })));
-    const backgroundReads = await stopBackground();
-    if (backgroundReads.errors > 0) throw new Error(`${backgroundReads.errors} of the background reads failed`);
     const end = { tracked: await scrapeAll(tracked.proxy), reference: await scrapeAll(reference.proxy) };
     const queueCalls1 = byLabel(end.tracked('strangler_queue_calls_total'), 'method');
     const after = sum(end.tracked('strangler_builds_in_flight'));
@@ -399,6 +394,11 @@ async function main(): Promise<void> {
       heapTotal: r1(sum(metric('nodejs_heap_size_total_bytes')) / MiB),
       external: r1(sum(metric('nodejs_external_memory_bytes')) / MiB),
       rssSamples: samples.map(r1),
+      // Which of V8's spaces hold the heap: a young generation grown under a steady allocation rate shows as `new`.
+      spaces: Object.fromEntries(metric('nodejs_heap_space_size_total_bytes').map((t) => [t.labels.space ?? '', {
+        total: r1(t.value / MiB),
+        used: r1((metric('nodejs_heap_space_size_used_bytes').find((u) => u.labels.space === t.labels.space)?.value ?? NaN) / MiB),
+      }])),
     });
     const ms = (metric: (family: string) => Samples, family: string) => r1(sum(metric(family)) * 1000);
     const loopDelay = (metric: (family: string) => Samples) => ({ p50: ms(metric, 'nodejs_eventloop_lag_p50_seconds'), p99: ms(metric, 'nodejs_eventloop_lag_p99_seconds'), max: ms(metric, 'nodejs_eventloop_lag_max_seconds') });
@@ -420,8 +420,10 @@ async function main(): Promise<void> {
       builds: { queue: P.queueBuilds, legacy: P.legacyBuilds, total },
       forceS: r1(forceS),
       settleS: r1(settleS),
+      referenceSettled,
       inFlight: { before, after, byBackend, reference: referenceInFlight },
       windowS: r1(windowS),
+      cpuSlices: slices,
       cpu: { tracked: r4(cpu.tracked), reference: r4(cpu.reference), added: r4(cpu.tracked - cpu.reference), trackedSystem: r4(core(t1.trackedSystem - t0.trackedSystem)) },
       rssMiB: { tracked: r1(rssMed.tracked), reference: r1(rssMed.reference), added: r1(rssMed.tracked - rssMed.reference), trackedBeforeForces: r1(trackedBeforeForces) },
       memoryMiB: { tracked: memory(end.tracked, rss.tracked), reference: memory(end.reference, rss.reference) },
@@ -429,12 +431,11 @@ async function main(): Promise<void> {
       queueCallsPerS: { total: r4(sum(Object.values(queueByMethod).map((value) => ({ value })))), byMethod: queueByMethod },
       masterCallsBeforeWindow: master0,
       masterCallsPerS: {
-        total: r4(sum(Object.entries(masterByKind).filter(([k]) => k !== 'ws event' && k !== BACKGROUND_KIND).map(([, value]) => ({ value })))),
+        total: r4(sum(Object.entries(masterByKind).filter(([k]) => k !== 'ws event').map(([, value]) => ({ value })))),
         byKind: masterByKind,
       },
       referenceMasterCallsPerS: r4((ref1 - ref0) / windowS),
       trackingErrors,
-      backgroundReads: backgroundReads.requests,
       warnings: warningsOf(tracked.proxy.logFile).slice(0, 10),
       machine: {
         cpus: os.cpus().length,

@@ -11,8 +11,7 @@
  *   starts a build at once that runs `buildMs` (by default, until the
  *   master stops) and then finishes with SUCCESS. Answers
  *   `{"id":..,"jsonrpc":"2.0","result":[bsid,{"<builderid>":brid}]}`.
- * - `GET /api/v2/builders`, `GET /api/v2/builders/<id|name>` and
- *   `GET /api/v2/builders/<id|name>/builds`,
+ * - `GET /api/v2/builders` and `GET /api/v2/builders/<id|name>/builds`,
  *   `GET /api/v2/buildrequests/<id>`, and `GET /api/v2/builds` with the
  *   filters `buildid`, `buildid__gt`, `buildrequestid`, `builderid`,
  *   `complete`, and `order`, `limit`, `offset`, `field`. Compact JSON with
@@ -33,6 +32,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { BuildbotBuild, BuildbotBuildrequest as Buildrequest } from '../../src/taskcluster/shapes.js';
 
 export interface StandinMasterOptions {
   /** Builder names; builder ids are 1, 2, ... in this order. */
@@ -49,42 +49,15 @@ export interface StandinMasterOptions {
 export interface StandinMaster {
   url: string;
   port: number;
-  /** Calls answered so far, by kind (see `kindOf`). */
+  /** Calls answered so far, by kind: `force`, `builds?complete=false`, `buildrequests/<id>`, `ws event`, `unsupported`... */
   calls(): Record<string, number>;
   /** Builds not finished. */
   running(): number;
   close(): Promise<void>;
 }
 
-interface Build {
-  buildid: number;
-  builderid: number;
-  buildrequestid: number;
-  number: number;
-  workerid: number;
-  masterid: number;
-  started_at: number;
-  complete: boolean;
-  complete_at: number | null;
-  results: number | null;
-  state_string: string;
-}
-
-interface Buildrequest {
-  buildrequestid: number;
-  buildsetid: number;
-  builderid: number;
-  priority: number;
-  submitted_at: number;
-  claimed: boolean;
-  claimed_at: number | null;
-  claimed_by_masterid: number | null;
-  complete: boolean;
-  complete_at: number | null;
-  results: number;
-  waited_for: boolean;
-  properties: Record<string, unknown>;
-}
+/** A build as the data API serves it, less its properties (none here). */
+type Build = Omit<BuildbotBuild, 'properties'>;
 
 /** The `/api/v2/builds` query parameters this stand-in implements; any other is refused. */
 const BUILD_QUERY = new Set(['buildid', 'buildid__gt', 'buildrequestid', 'builderid', 'complete', 'order', 'limit', 'offset', 'field']);
@@ -160,7 +133,7 @@ export async function startStandinMaster(options: StandinMasterOptions): Promise
     const fields = query.getAll('field');
     const projected = fields.length === 0 ? items : items.map((item) => Object.fromEntries(fields.filter((f) => f in item).map((f) => [f, (item as Record<string, unknown>)[f]])));
     const sorted = projected.map((item) => Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : 1))));
-    const data = { meta: total === undefined ? {} : { total }, [plural]: sorted };
+    const data = { [plural]: sorted, meta: total === undefined ? {} : { total } }; // sorted too: every plural sorts before "meta"
     const compact = (req.headers.accept ?? '').includes('application/json');
     const body = compact ? JSON.stringify(data) : JSON.stringify(data, null, 2);
     res.writeHead(200, { 'content-type': compact ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -264,17 +237,7 @@ export async function startStandinMaster(options: StandinMasterOptions): Promise
       const list = options.builders.map((name, i) => ({ builderid: i + 1, name, masterids: [1], description: null, tags: [] }));
       return answer(res, req, 'builders', list, query, list.length);
     }
-    let m = /^\/api\/v2\/builders\/([^/]+)$/.exec(path);
-    if (m) {
-      count('builders/<b>');
-      only(query, ITEM_QUERY);
-      const key = decodeURIComponent(m[1]!);
-      const builderid = /^\d+$/.test(key) ? Number(key) : builderIds.get(key);
-      const name = options.builders[(builderid ?? 0) - 1];
-      if (name === undefined) throw new BadRequest(`unknown builder: ${key}`);
-      return answer(res, req, 'builders', [{ builderid, name, masterids: [1], description: null, tags: [] }], query);
-    }
-    m = /^\/api\/v2\/builders\/([^/]+)\/builds$/.exec(path);
+    let m = /^\/api\/v2\/builders\/([^/]+)\/builds$/.exec(path);
     if (m) {
       count('builders/<b>/builds');
       const key = decodeURIComponent(m[1]!);

@@ -61,7 +61,7 @@ interface SmokeResult {
 }
 
 describe('e2e: npm run bench -- --smoke', function () {
-  // < 60 s on a quiet 2-core machine; generous here because the suite may share the machine.
+  // < 2 min on a quiet 2-core machine (build tracking alone takes 25 s); generous here because the suite may share the machine.
   this.timeout(600_000);
   let dir: string;
   let stdout = '';
