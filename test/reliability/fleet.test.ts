@@ -58,6 +58,7 @@ import { QUEUE_LEASE } from '../../src/taskcluster/queue-work.js';
 import { TRACKING_LEASE } from '../../src/tracking/tracker.js';
 import { requireBuildbot, startBuildbotMasters, type BuildbotMaster, type BuildbotMasters } from '../support/buildbot.js';
 import { forceIds, sleep } from '../support/buildbot-client.js';
+import { commandEnv } from '../support/cli-process.js';
 import { HTTP_KEEP_ALIVE_MS, requireHaproxy, startHaproxy, type Haproxy } from '../support/haproxy.js';
 import { startPostgres, type PostgresCluster } from '../support/postgres.js';
 import { waitFor } from '../support/proxy.js';
@@ -149,13 +150,11 @@ class Replica {
 
   /** Starts the process; resolves once it listens. */
   async start(): Promise<void> {
-    // The command reads these itself: a developer's shell must not change what the test sees.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(STRANGLER_|TASKCLUSTER_|PORT$|ADMIN_PORT$|HOST$|ADMIN_HOST$|LOG_)/.test(k)));
     const child = spawn(
       process.execPath,
       [path.join(ROOT, 'dist/cli.js'), 'serve', '--config', this.configFile, '--store', this.store, '--port', String(this.port), '--admin-port', String(this.adminPort), '--host', '127.0.0.1', '--log-level', 'info'],
       {
-        env: { ...env, TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN, STRANGLER_REPLICA: this.name, STRANGLER_SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS) },
+        env: { ...commandEnv({ taskcluster: true }), TASKCLUSTER_CLIENT_ID: 'proxy', TASKCLUSTER_ACCESS_TOKEN: TOKEN, STRANGLER_REPLICA: this.name, STRANGLER_SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS) },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       },
