@@ -10,6 +10,7 @@
  * task for one stored buildrequest.
  */
 import slugid from 'slugid';
+import { isStranglerError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import type { Backend, Route } from '../routing/table.js';
 import type { BuildsetRecord, SourceStampRecord, Store, TaskRecord } from '../store/store.js';
@@ -191,10 +192,7 @@ export class ForceTranslator {
       return { result: 'unreachable', message: `the queue at ${backend.url} could not be reached: ${last}` };
     }
     const check = await this.client.task(backend, task.taskId);
-    if (check.ok) {
-      await this.markCreated(task, undefined);
-      return { result: 'created' };
-    }
+    if (check.ok) return { result: await this.createdOrPending(task, undefined) };
     if (check.answered && check.status === 404) {
       await this.store.setTaskState(task.taskId, 'abandoned', `queue failed and has no such task: ${last}`);
       return { result: 'failed', message: `the queue failed to create the task: ${last}` };
@@ -206,16 +204,30 @@ export class ForceTranslator {
 
   /** What one createTask answer settles, if anything. */
   private async settle(task: TaskRecord, answer: QueueOutcome<{ status: QueueTaskStatus }>): Promise<{ result: CreateResult; status?: number; message?: string } | undefined> {
-    if (answer.ok) {
-      await this.markCreated(task, answer.body?.status);
-      return { result: 'created' };
-    }
+    if (answer.ok) return { result: await this.createdOrPending(task, answer.body?.status) };
     if (answer.answered && answer.status >= 400 && answer.status < 500) {
       const message = queueErrorMessage(answer.status, answer.error.code, answer.error.message);
       await this.store.setTaskState(task.taskId, 'rejected', message);
       return { result: 'refused', status: answer.status, message };
     }
     return undefined;
+  }
+
+  /**
+   * The task exists on the queue. If the store goes away before that is
+   * written, its row stays pending and recovery marks it created once the
+   * store is back; the client still gets its ids, since an error would invite
+   * it to force again and make a second build.
+   */
+  private async createdOrPending(task: TaskRecord, status: QueueTaskStatus | undefined): Promise<'created' | 'pending'> {
+    try {
+      await this.markCreated(task, status);
+      return 'created';
+    } catch (error) {
+      if (!isStranglerError(error, 'STORE_UNAVAILABLE')) throw error;
+      this.logger.warn('a created task could not be marked created; recovery will', { backend: task.backend, taskId: task.taskId, error: error.message });
+      return 'pending';
+    }
   }
 
   private async markCreated(task: TaskRecord, status: QueueTaskStatus | undefined): Promise<void> {

@@ -29,6 +29,8 @@ import { queueRunKey, type BuildOutcome } from './outcome.js';
 export const DEFAULT_TRACKING_INTERVAL_MS = 5_000;
 /** The lease of following builds on Buildbot-API backends: one replica at a time polls the masters. */
 export const TRACKING_LEASE = 'build-tracking';
+/** Forces kept to be followed later (the store was away when they were answered); past it the oldest are dropped (each was counted as a tracking error when it failed). */
+const UNFOLLOWED_MEMORY = 10_000;
 /** Queue runs remembered as recorded, so a task read again does not ask the store again; past it the memory starts over (the store still refuses doubles). */
 const RECORDED_RUNS_MEMORY = 100_000;
 
@@ -52,6 +54,8 @@ export interface InFlight {
 export class BuildTracker {
   private readonly followers = new Map<string, BuildbotFollower>();
   private readonly recordedRuns = new Set<string>();
+  /** Forces whose buildrequests could not be followed when they were answered (the store away): tried again each round. */
+  private readonly unfollowed: { backend: Backend; brids: Map<number, number>; submittedAt: number }[] = [];
   private queueInFlight: { backend: string; builderName: string; count: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** The table whose backends the followers match. */
@@ -89,9 +93,19 @@ export class BuildTracker {
   forceAnswered(backend: Backend, answer: Buffer | undefined, submittedAt: number): void {
     const brids = buildrequestsOfForceAnswer(answer);
     if (brids === undefined || brids.size === 0) return;
+    this.followForce(backend, brids, submittedAt);
+  }
+
+  /** Only this replica knows of the force until its buildrequests are stored: one that cannot be stored now is tried again next round. */
+  private followForce(backend: Backend, brids: Map<number, number>, submittedAt: number): void {
     this.follower(backend)
       .forced(brids, submittedAt)
-      .catch((error: unknown) => this.failed(backend.name, 'force', error));
+      .catch((error: unknown) => {
+        this.failed(backend.name, 'force', error);
+        if (this.closed) return;
+        this.unfollowed.push({ backend, brids, submittedAt });
+        if (this.unfollowed.length > UNFOLLOWED_MEMORY) this.unfollowed.shift();
+      });
   }
 
   /** Builds in flight by job type label and backend (for the gauge): reported by the replica that follows them, so a fleet's sum is right. */
@@ -122,6 +136,7 @@ export class BuildTracker {
   private tick(): Promise<void> {
     this.round = this.round.then(async () => {
       if (this.closed) return;
+      for (const force of this.unfollowed.splice(0)) this.followForce(force.backend, force.brids, force.submittedAt);
       const table = this.deps.table();
       if (table !== this.followedTable) await this.followBackendsOf(table);
       if (table.routes.some((r) => r.track)) this.follower(table.legacy);
@@ -130,6 +145,8 @@ export class BuildTracker {
       this.leading = leading;
       for (const follower of this.followers.values()) follower.listen(leading);
       if (!leading) return;
+      // Other replicas store the buildrequests of the forces they answer: their backends are followed here too.
+      await this.followOpenWork(table);
       await Promise.all([...this.followers.values()].map((f) => f.poll()));
       try {
         this.queueInFlight = await this.deps.store.countUnfinishedTasks();
@@ -155,6 +172,11 @@ export class BuildTracker {
         await follower.close();
       }
     }
+    await this.followOpenWork(table);
+  }
+
+  /** Backends with work awaited in the store (a restart, or forces another replica answered) and no follower yet get one. */
+  private async followOpenWork(table: RoutingTable): Promise<void> {
     for (const backend of table.backends.values()) {
       if (backend.kind === 'taskcluster' || this.followers.has(backend.name)) continue;
       try {

@@ -452,7 +452,9 @@ describe('e2e: proxy', function () {
       expect(metrics).to.contain('strangler_requests_total{backend="buildbot",job_type="none",method="GET",code="200"} 1');
       expect(metrics).to.match(/strangler_request_duration_seconds_bucket\{le="0.001",backend="taskservice",job_type="linux64-opt",method="GET"\}/);
       expect(metrics).to.contain('process_cpu_seconds_total');
-      await request(t.adminUrl).get('/healthz').expect(200, { status: 'ok' });
+      const health = await request(t.adminUrl).get('/healthz').expect(200);
+      expect(health.body).to.deep.equal({ status: 'ok', replica: health.headers['x-strangler-replica'] });
+      expect(health.body.replica).to.be.a('string').that.is.not.empty;
       await request(t.adminUrl).get('/readyz').expect(200, { status: 'ready' });
     });
   });

@@ -19,6 +19,7 @@ import { createLogger } from '../../../src/logging/logger.js';
 import type { Backend, Route, RoutingTable } from '../../../src/routing/table.js';
 import { startStandinQueue, type StandinQueue } from '../../../src/standin-queue/index.js';
 import { openStore } from '../../../src/store/open.js';
+import { StranglerError } from '../../../src/errors.js';
 import { MINTED_ID_BASE, MINTED_ID_LIMIT, type BuildRecord, type Store, type TaskRecord } from '../../../src/store/store.js';
 import { CREATED_WINDOW_MS, ForceTranslator, type ForceOutcome } from '../../../src/taskcluster/forces.js';
 import { QueueClient } from '../../../src/taskcluster/queue-client.js';
@@ -341,6 +342,30 @@ describe('taskcluster/forces: ForceTranslator', function () {
       expect(forwarder.putsOf(row!.taskId)).to.deep.equal([row!.definition, row!.definition, row!.definition]);
       expect(logLines.join('')).to.contain('createTask unsettled; recovery will finish it');
       expect(queue.tasks()).to.have.length(0);
+    });
+
+    it('answers with ids when the store goes away right after the queue created the task, and recovery marks it created without a second one', async () => {
+      const setTaskState = store.setTaskState.bind(store);
+      let storeAway = false;
+      store.setTaskState = async (...args) => {
+        if (storeAway) throw new StranglerError('STORE_UNAVAILABLE', 'store: connection lost');
+        return setTaskState(...args);
+      };
+      forwarder.onRequest = async (method) => {
+        if (method === 'PUT') storeAway = true;
+      };
+      const outcome = accepted(await forces.force({ backend, route, builders: [OPT], params: {} }));
+      forwarder.onRequest = undefined;
+      storeAway = false;
+      const [row] = await store.tasksOfBuildset(outcome.bsid);
+      expect(row!.state).to.equal('pending');
+      expect(queue.tasks().map((t) => t.taskId)).to.deep.equal([row!.taskId]);
+      expect(logLines.join('')).to.contain('a created task could not be marked created; recovery will');
+      const calls = queue.createCalls().length;
+      expect(await translator().recover(table.backends)).to.equal(1);
+      expect((await store.taskById(row!.taskId))!.state).to.equal('created');
+      expect(queue.tasks()).to.have.length(1);
+      expect(queue.createCalls().length - calls).to.be.at.most(1);
     });
   });
 

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../../src/config/load.js';
+import { StranglerError } from '../../../src/errors.js';
 import { createLogger } from '../../../src/logging/logger.js';
 import { ProxyMetrics } from '../../../src/metrics/metrics.js';
 import type { RoutingTable } from '../../../src/routing/table.js';
@@ -362,6 +363,65 @@ describe('tracking/tracker', () => {
         master.garbage = false;
         await round();
         expect((await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).map((o) => o.buildKey)).to.deep.equal(['build:1']);
+      });
+
+      describe('in a fleet (requests another replica stored)', () => {
+        const storedByAnotherReplica = (buildrequestId: number) => store.trackRequests([{ backend: 'buildbot', buildrequestId, jobType: 'bb-opt', submittedAt: clock }]);
+
+        it('follows a backend it had no follower for once another replica stores a force\'s buildrequest there, and records its build', async () => {
+          current = table(master.url, false); // no route tracks the master: only work in the store makes it followed
+          const t = newTracker();
+          await t.start();
+          await round();
+          // The replica that answered the force set the cursor before the build, and stored the request.
+          await store.setTrackingCursor('buildbot', 0);
+          await storedByAnotherReplica(60);
+          master.requests.set(60, { submitted_at: s(clock), complete: true });
+          master.builds.push({ buildid: 1, builderid: 1, buildrequestid: 60, started_at: s(clock) + 1, complete: true, complete_at: s(clock) + 7, results: SUCCESS });
+          await round();
+          expect((await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).map((o) => [o.buildKey, o.origin])).to.deep.equal([['build:1', 'proxy']]);
+          expect(await store.openRequests('buildbot')).to.deep.equal([]);
+          expect(await counted(metrics)).to.deep.equal({ 'bb-opt/buildbot/success': 1 });
+        });
+
+        it('records a build it saw before the request was stored at the next read of the store, without waiting for the quiet-request check', async () => {
+          const t = newTracker();
+          await t.start();
+          await round();
+          master.requests.set(61, { submitted_at: s(clock), complete: true });
+          master.builds.push({ buildid: 1, builderid: 1, buildrequestid: 61, started_at: s(clock) + 1, complete: true, complete_at: s(clock) + 3, results: FAILURE });
+          await round();
+          expect(await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).to.deep.equal([]);
+          await storedByAnotherReplica(61);
+          clock += 5_000;
+          const callsBefore = master.calls.length;
+          await round();
+          expect((await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).map((o) => [o.buildKey, o.result])).to.deep.equal([['build:1', FAILURE]]);
+          // Found from what the scan had seen, not by asking the master about the request.
+          expect(master.calls.slice(callsBefore).filter((c) => c.includes('buildrequestid=61'))).to.deep.equal([]);
+          expect(await store.openRequests('buildbot')).to.deep.equal([]);
+        });
+      });
+
+      it('follows a force answered while the store was away once the store is back', async () => {
+        const t = newTracker();
+        await t.start();
+        await round();
+        const trackRequests = store.trackRequests.bind(store);
+        let storeAway = true;
+        store.trackRequests = async (requests) => {
+          if (storeAway) throw new StranglerError('STORE_UNAVAILABLE', 'store: connection lost');
+          return trackRequests(requests);
+        };
+        master.requests.set(70, { submitted_at: s(clock), complete: false });
+        t.forceAnswered(current.legacy, Buffer.from('{"result":[3,{"1":70}]}'), clock);
+        await waitUntil(async () => (await metrics.buildTrackingErrors.get()).values.some((e) => e.labels.operation === 'force' && e.value === 1));
+        expect(await store.openRequests('buildbot')).to.deep.equal([]);
+        storeAway = false;
+        master.builds.push({ buildid: 1, builderid: 1, buildrequestid: 70, started_at: s(clock) + 1, complete: true, complete_at: s(clock) + 4, results: SUCCESS });
+        await round();
+        await waitUntil(async () => (await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).length === 1);
+        expect((await store.outcomes({ since: 0, until: Number.MAX_SAFE_INTEGER })).map((o) => [o.buildKey, o.origin])).to.deep.equal([['build:1', 'proxy']]);
       });
     });
   });
