@@ -6,8 +6,9 @@
  * there, and, on the legacy master, every build of a job type whose route
  * says `track: true` (builds its own schedulers start included).
  *
- * How: the master's `/ws` events (`builds/*\/*`) say promptly that something
- * changed, and a polling round finds what: new builds by a cursor over build
+ * How: the master's `/ws` events (a build's `new` and `finished`; not its
+ * `update`s, which change nothing a round looks for) say promptly that
+ * something changed, and a polling round finds what: new builds by a cursor over build
  * ids (`buildid__gt`), finished ones by the master's list of unfinished builds
  * (`complete=false`). Events can be missed (a reconnect, a restart of
  * either side), so the rounds also run on a timer: they alone are enough, the
@@ -43,6 +44,17 @@ const QUIET_REQUEST_MS = 30_000;
 const QUIET_REQUESTS_PER_ROUND = 20;
 const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 const CALL_TIMEOUT_MS = 10_000;
+/**
+ * How often a round reads afresh from the store what is followed (other
+ * replicas store the buildrequests of the forces they answer): reading it all
+ * costs in proportion to the work open, so event-driven rounds in between use
+ * what is known.
+ */
+const RELOAD_INTERVAL_MS = 5_000;
+/** Builds seen whose buildrequest was not known, kept to be looked at again after the next reload; past it the oldest go (the quiet-request check still finds them). */
+const UNCLAIMED_MEMORY = 10_000;
+/** The master's events that start a round: a build started, a build finished. */
+const EVENT_PATHS = ['builds/*/new', 'builds/*/finished'];
 /** Events say "look now"; rounds a burst of them asks for run once, this long after the first. */
 const EVENT_DEBOUNCE_MS = 200;
 const RECONNECT_MIN_MS = 1_000;
@@ -73,8 +85,12 @@ export class BuildbotFollower {
   private readonly submittedAt = new Map<number, number>();
   /** When a quiet buildrequest was last asked about (kept across reloads from the store). */
   private readonly askedAt = new Map<number, number>();
+  /** Builds a round saw whose buildrequest was not known then (another replica's force, not read yet): looked at again after the next reload. */
+  private unclaimed: BuildbotBuild[] = [];
   private cursor: number | undefined;
   private loaded: Promise<void> | undefined;
+  /** When the store was last read (0: never, or a lease just taken: read at the next round). */
+  private reloadedAt = 0;
   private round: Promise<void> = Promise.resolve();
   private roundAsked: NodeJS.Timeout | undefined;
   private socket: WebSocket | undefined;
@@ -133,6 +149,8 @@ export class BuildbotFollower {
    * stops: only the replica holding the tracking lease listens and polls.
    */
   listen(on: boolean): void {
+    // Taking the lease over: another replica may have moved the cursor and closed work since this one last read.
+    if (on && !this.listening) this.reloadedAt = 0;
     this.listening = on;
     if (on && this.socket === undefined && this.reconnectTimer === undefined) this.connect();
     if (!on) {
@@ -185,14 +203,23 @@ export class BuildbotFollower {
     if (cursor !== undefined && (this.cursor === undefined || cursor > this.cursor)) this.cursor = cursor;
     for (const id of this.askedAt.keys()) if (!this.requests.has(id)) this.askedAt.delete(id);
     this.loaded = Promise.resolve();
+    this.reloadedAt = this.now();
   }
 
   private async followRound(): Promise<void> {
     if (this.closed) return;
-    try {
-      await this.reload();
-    } catch (error) {
-      return this.deps.failed('store', error);
+    if (this.now() - this.reloadedAt >= RELOAD_INTERVAL_MS) {
+      const unclaimed = this.unclaimed;
+      this.unclaimed = [];
+      try {
+        await this.reload();
+      } catch (error) {
+        this.unclaimed = unclaimed;
+        return this.deps.failed('store', error);
+      }
+      await this.step('store', async () => {
+        for (const build of unclaimed) if (this.requests.has(build.buildrequestid)) await this.seen(build);
+      });
     }
     await this.step('scan', () => this.scanNewBuilds());
     await this.step('poll', () => this.pollOpenBuilds());
@@ -275,7 +302,7 @@ export class BuildbotFollower {
     let origin: OpenBuild['origin'] = request !== undefined || open?.origin === 'proxy' ? 'proxy' : 'tracked';
     if (jobType === undefined) {
       const name = await this.builderName(build.builderid);
-      if (name === undefined || !this.deps.tracksAll(name)) return;
+      if (name === undefined || !this.deps.tracksAll(name)) return this.keepUnclaimed(build);
       jobType = name;
       origin = 'tracked';
     }
@@ -303,6 +330,12 @@ export class BuildbotFollower {
     this.builds.delete(build.buildid);
     // A retried build is followed by another build of the same request: keep awaiting it.
     if (request !== undefined && build.results !== RETRY) await this.closeRequest(request.buildrequestId);
+  }
+
+  /** A build of no buildrequest known here: one another replica's force made, if the store says so at the next reload. */
+  private keepUnclaimed(build: BuildbotBuild): void {
+    this.unclaimed.push(build);
+    if (this.unclaimed.length > UNCLAIMED_MEMORY) this.unclaimed.shift();
   }
 
   private async closeRequest(buildrequestId: number): Promise<void> {
@@ -386,7 +419,7 @@ export class BuildbotFollower {
       this.eventsDown = false;
       this.deps.logger.info('following a backend\'s build events', { backend: this.backend.name });
       this.reconnectDelay = RECONNECT_MIN_MS;
-      socket.send(JSON.stringify({ cmd: 'startConsuming', path: 'builds/*/*', _id: 1 }));
+      for (const [i, path] of EVENT_PATHS.entries()) socket.send(JSON.stringify({ cmd: 'startConsuming', path, _id: i + 1 }));
       // Whatever happened while no events could arrive is found by a round now.
       this.askForRound();
     });
