@@ -25,7 +25,7 @@ import type { Upstream } from '../upstream/upstream.js';
 import { buildbotBuildKey, type BuildOutcome, type OpenBuild, type TrackedRequest } from './outcome.js';
 
 /** What a round needs of a build (`GET /api/v2/builds`). */
-interface BuildbotBuild {
+export interface BuildbotBuild {
   buildid: number;
   builderid: number;
   buildrequestid: number;

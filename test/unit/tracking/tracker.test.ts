@@ -23,20 +23,14 @@ import type { Store, TaskRecord } from '../../../src/store/store.js';
 import type { QueueRun, QueueTaskStatus } from '../../../src/taskcluster/queue-types.js';
 import { CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS } from '../../../src/taskcluster/results.js';
 import { nextCheckDelayMs } from '../../../src/taskcluster/reads.js';
+import type { BuildbotBuild } from '../../../src/tracking/buildbot-follower.js';
 import { BuildTracker, buildrequestsOfForceAnswer } from '../../../src/tracking/tracker.js';
 import { Upstream } from '../../../src/upstream/upstream.js';
 
 const quiet = () => createLogger({ stream: new Writable({ write: (_c, _e, done) => done() }) });
 
-interface FakeBuild {
-  buildid: number;
-  builderid: number;
-  buildrequestid: number;
-  started_at: number;
-  complete: boolean;
-  complete_at: number | null;
-  results: number | null;
-}
+/** A build as the master lists it, in the fields the follower asks for. */
+type FakeBuild = BuildbotBuild;
 
 /** Just the REST calls the follower makes, over a list of builds the test edits. */
 class ScriptedMaster {
