@@ -635,8 +635,13 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
   for (const r of store.results) log(`  ${r.kind.padEnd(9)} p99 ${r.byBuildrequest.p99Ms} ms by buildrequest, ${r.byTaskId.p99Ms} ms by taskId; RSS ${r.rssMiB.start} → ${r.rssMiB.afterFill} → ${r.rssMiB.afterLookups} MiB`);
   if (store.postgresNote) log(`  postgres skipped: ${store.postgresNote}`);
 
-  log(`\nqueue translation (bench/queue-translation.ts): forces through the proxy vs createTask direct, reads of finished work from the store vs proxied`);
+  log(`\nqueue translation (bench/queue-translation.ts): forces through the proxy vs createTask direct, reads of finished work from the store vs proxied; the same with the PostgreSQL store vs the embedded one, taking turns`);
   const queueTranslation = await childJson<QueueTranslationReport>('queue-translation', LOAD_CPU, ['--import', 'tsx', path.join(HERE, 'queue-translation.ts'), JSON.stringify({ ...P.queue, proxyCpu: PIN ? SERVER_CPU : null })]);
+  const qt = queueTranslation;
+  log(`  embedded store: force p50 ${qt.force.proxyP50Ms} ms vs createTask direct ${qt.force.directP50Ms} ms; reads from the store ${fmtCount(qt.read.storeRps)} req/s vs proxied ${fmtCount(qt.read.proxiedRps)} req/s`);
+  const pg = qt.postgres;
+  if (pg) log(`  PostgreSQL store (${pg.server.version}): force p50 ${pg.force.postgresP50Ms} ms vs embedded ${pg.force.embeddedP50Ms} ms; reads ${fmtCount(pg.read.postgresRps)} req/s vs embedded ${fmtCount(pg.read.embeddedRps)} req/s`);
+  else log(`  PostgreSQL store NOT measured: ${qt.postgresNote}`);
 
   log(`\nbuild tracking (bench/build-tracking.ts): ${fmtCount(P.tracking.queueBuilds + P.tracking.legacyBuilds)} builds in flight (${fmtCount(P.tracking.queueBuilds)} on a queue, ${fmtCount(P.tracking.legacyBuilds)} on a Buildbot master) vs none, ${P.tracking.windowS} s measured`);
   const tracking = await childJson<BuildTrackingReport>('build-tracking', LOAD_CPU, ['--import', 'tsx', path.join(HERE, 'build-tracking.ts'), JSON.stringify({ ...P.tracking, proxyCpu: PIN ? SERVER_CPU : null })]);
@@ -663,6 +668,9 @@ async function runBench(tmp: string, tools: Tools, load0: number[]): Promise<voi
       Math.max(r.byBuildrequest.p99Ms, r.byTaskId.p99Ms), 1, 'max', 'ms', `RSS ${r.rssMiB.start} → ${r.rssMiB.afterLookups} MiB`)),
     target('queue-force-added', 'translated force: median added over createTask direct', queueTranslation.force.addedP50Ms, 5, 'max', 'ms', `p50 ${queueTranslation.force.proxyP50Ms} vs ${queueTranslation.force.directP50Ms} ms`),
     target('queue-read-from-store', 'finished-work reads from the store vs proxied, same size', queueTranslation.read.ratio, 0.5, 'min', '×', `${queueTranslation.read.queueCallsDuringReads} queue calls during the reads`),
+    // Without PostgreSQL these have no value (null in the JSON) and FAIL, their note saying why.
+    target('pg-force-added', "translated force: PostgreSQL store's median over embedded", pg?.force.addedP50Ms ?? NaN, 5, 'max', 'ms', pg ? `p50 ${pg.force.postgresP50Ms} vs ${pg.force.embeddedP50Ms} ms` : `not measured: ${qt.postgresNote}`),
+    target('pg-read-ratio', 'finished-work reads from PostgreSQL vs embedded, paired', pg?.read.ratio ?? NaN, 0.5, 'min', '×', pg ? `${fmtCount(pg.read.postgresRps)} vs ${fmtCount(pg.read.embeddedRps)} req/s, ${pg.read.queueCallsDuringReads} queue calls` : `not measured: ${qt.postgresNote}`),
     target('tracking-cpu', `CPU added by ${fmtCount(tracking.builds.total)} builds in flight`, tracking.cpu.added * 100, 5, 'max', '% of a core', `${fmt(tracking.queueCallsPerS.total, 1)} queue calls/s, ${fmt(tracking.masterCallsPerS.total, 1)} master calls/s`),
     target('tracking-rss', `RSS added by ${fmtCount(tracking.builds.total)} builds in flight`, tracking.rssMiB.added, 50, 'max', 'MiB', `gauge ${fmtCount(tracking.inFlight.after)}`),
   ];

@@ -17,7 +17,7 @@ const THROUGHPUT_TARGETS = { GET: ['direct', 'nginx', 'minimal', 'undici', 'prox
 /** The Node reference proxies: each has a throughput row, paired ratios, an added latency and a download. */
 const REFERENCES = [{ id: 'minimal', key: 'Minimal' }, { id: 'undici', key: 'Undici' }];
 const ROUTING_CASES = ['exact-10', 'exact-1000', 'exact-10000', 'mix-10', 'mix-1000', 'mix-10000'];
-const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth', 'store-p99-embedded', 'store-p99-postgres', 'queue-force-added', 'queue-read-from-store', 'tracking-cpu', 'tracking-rss'];
+const TARGET_IDS = ['throughput-get', 'throughput-post', 'throughput-get-undici', 'throughput-post-undici', 'latency-p50', 'latency-p99', 'routing-exact', 'routing-mix', 'download-throughput', 'download-memory', 'shadow-cost', 'shadow-copies', 'memory-growth', 'store-p99-embedded', 'store-p99-postgres', 'queue-force-added', 'queue-read-from-store', 'pg-force-added', 'pg-read-ratio', 'tracking-cpu', 'tracking-rss'];
 
 /** Every measurement key the report stands on; nginx's may be null only when nginx could not be installed. */
 function expectedKeys(): string[] {
@@ -51,6 +51,11 @@ interface SmokeResult {
   memory: { points: unknown[]; errors: number; firstAt: number; totalAt: number };
   accessLog: { proxyLines: number; proxyRequests: number };
   routing: { cases: Array<{ key: string; routes: number }> };
+  queueTranslation: {
+    read: { queueCallsDuringReads: number };
+    postgres: { read: { queueCallsDuringReads: number; bytes: number }; force: { samples: number } } | null;
+    postgresNote: string | null;
+  };
   tracking: {
     builds: { queue: number; legacy: number; total: number };
     inFlight: { before: number; after: number; byBackend: Record<string, number>; reference: number };
@@ -139,6 +144,17 @@ describe('e2e: npm run bench -- --smoke', function () {
     expect(result.accessLog.proxyLines, 'access log lines').to.be.at.least(result.accessLog.proxyRequests);
     expect(result.memory.errors).to.equal(0);
     expect(result.memory.totalAt).to.be.greaterThan(result.memory.firstAt);
+  });
+
+  it('measured the translation with the PostgreSQL store as with the embedded one, reads from the stores alone', () => {
+    const q = result.queueTranslation;
+    // The suite installs PostgreSQL (scripts/test.sh): without it the section says why, and that is a failure here.
+    expect(q.postgresNote, 'the PostgreSQL store was not measured').to.equal(null);
+    expect(q.postgres, 'no PostgreSQL comparison').to.not.equal(null);
+    expect(q.postgres!.force.samples).to.be.greaterThan(0);
+    expect(q.read.queueCallsDuringReads, 'queue calls during reads from the embedded store').to.equal(0);
+    expect(q.postgres!.read.queueCallsDuringReads, 'queue calls during reads from PostgreSQL').to.equal(0);
+    expect(stdout).to.match(/PostgreSQL store \(\d+\.\d+.*\): force p50/);
   });
 
   it('tracked every build it put in flight, on both backends, and none on the reference proxy', () => {
