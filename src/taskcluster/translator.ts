@@ -12,7 +12,7 @@ import type { Logger } from '../logging/logger.js';
 import { builderFromPath, isForceCall } from '../routing/extract.js';
 import type { OwnedRef } from '../routing/owner.js';
 import type { Backend, Route, RoutingTable } from '../routing/table.js';
-import type { BuildRecord, Store, TaskRecord } from '../store/store.js';
+import type { BuildRecord, BuildsetRecord, Store, TaskRecord } from '../store/store.js';
 import type { UpstreamFailure } from '../upstream/failure.js';
 import type { CapturedResponse } from '../shadow/compare.js';
 import { asClientResponse, RecordingResponse } from '../shadow/recording.js';
@@ -54,6 +54,12 @@ export type TranslateResult =
   | { kind: 'not-mine' }
   /** The queue could not be reached and nothing reached it: the request may go to a fallback. */
   | { kind: 'unreachable'; failure: UpstreamFailure };
+
+/** The stored records a minted id names (undefined: not in the store). */
+type OwnedRecords =
+  | { kind: 'buildrequest'; task: TaskRecord | undefined }
+  | { kind: 'buildset'; buildset: BuildsetRecord | undefined }
+  | { kind: 'build'; build: BuildRecord | undefined; task: TaskRecord | undefined };
 
 /** The most builds of one builder merged into a listing from the store when the query needs them all (filters, other orders). */
 const MERGE_CAP = 5_000;
@@ -125,26 +131,27 @@ export class TaskclusterTranslator {
 
   /** A request naming a minted id: its owner answers, whatever the routes say. */
   async owned(ref: OwnedRef, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
-    const owner = await this.ownerOf(ref);
+    const records = await this.recordsOf(ref);
+    const owner = records.kind === 'buildset' ? records.buildset?.backend : records.task?.backend;
     // SECURITY: only a backend name from the store goes into the header, never request data.
     if (owner !== undefined) request.tags.push('x-strangler-backend', owner);
-    const result = await this.ownedAnswer(ref, request, res);
+    const result = await this.ownedAnswer(ref, records, request, res);
     return result.kind === 'answered' && owner !== undefined ? { ...result, owner } : result;
   }
 
-  /** The queue backend a minted id belongs to, from the store. */
-  private async ownerOf(ref: OwnedRef): Promise<string | undefined> {
-    if (ref.kind === 'buildrequest') return (await this.store.task(ref.id))?.backend;
-    if (ref.kind === 'buildset') return (await this.store.buildset(ref.id))?.backend;
+  /** What a minted id names, read from the store once: its owner and its answer both come from it. */
+  private async recordsOf(ref: OwnedRef): Promise<OwnedRecords> {
+    if (ref.kind === 'buildrequest') return { kind: 'buildrequest', task: await this.store.task(ref.id) };
+    if (ref.kind === 'buildset') return { kind: 'buildset', buildset: await this.store.buildset(ref.id) };
     const build = await this.store.build(ref.id);
-    return build === undefined ? undefined : (await this.store.task(build.buildrequestId))?.backend;
+    return { kind: 'build', build, task: build === undefined ? undefined : await this.store.task(build.buildrequestId) };
   }
 
-  private async ownedAnswer(ref: OwnedRef, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
+  private async ownedAnswer(ref: OwnedRef, records: OwnedRecords, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
     const ctx = this.context(request, res);
     switch (ref.kind) {
       case 'buildrequest': {
-        const task = await this.store.task(ref.id);
+        const task = records.kind === 'buildrequest' ? records.task : undefined;
         if (task === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no buildrequest ${ref.id}`) };
         if (request.method === 'POST') return this.control(task, undefined, request, ctx);
         const view = await this.view(task, request.table);
@@ -154,7 +161,7 @@ export class TaskclusterTranslator {
         return { kind: 'answered', status: sendRestError(ctx, 404, 'invalid path') };
       }
       case 'buildset': {
-        const buildset = await this.store.buildset(ref.id);
+        const buildset = records.kind === 'buildset' ? records.buildset : undefined;
         if (buildset === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no buildset ${ref.id}`) };
         const tasks = await this.store.tasksOfBuildset(ref.id);
         const views = await Promise.all(tasks.map((t) => this.view(t, request.table)));
@@ -168,17 +175,17 @@ export class TaskclusterTranslator {
       case 'build':
       case 'step':
       case 'log': {
-        const build = await this.store.build(ref.id);
-        if (build === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no ${ref.kind} ${ref.id}`) };
+        const build = records.kind === 'build' ? records.build : undefined;
+        if (build === undefined || records.kind !== 'build') return { kind: 'answered', status: sendRestError(ctx, 404, `no ${ref.kind} ${ref.id}`) };
         const rest = ref.kind === 'build' ? ref.rest : ref.kind === 'step' ? ['steps', '0', ...ref.rest] : ['steps', '0', 'logs', 'stdio', ...ref.rest];
-        return this.ownedBuild(build, rest, request, ctx);
+        return this.ownedBuild(build, rest, request, ctx, records.task);
       }
     }
   }
 
   /** Reads and controls below one build: steps, logs, properties; stop and rebuild. */
-  private async ownedBuild(build: BuildRecord, rest: string[], request: TranslateRequest, ctx: AnswerContext): Promise<TranslateResult> {
-    const task = await this.store.task(build.buildrequestId);
+  private async ownedBuild(build: BuildRecord, rest: string[], request: TranslateRequest, ctx: AnswerContext, taskOfBuild?: TaskRecord): Promise<TranslateResult> {
+    const task = taskOfBuild ?? (await this.store.task(build.buildrequestId));
     if (task === undefined) return { kind: 'answered', status: sendRestError(ctx, 404, `no build ${build.buildid}`) };
     if (request.method === 'POST' && rest.length === 0) return this.control(task, build, request, ctx);
     const view = await this.view(task, request.table);
