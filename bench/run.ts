@@ -71,7 +71,7 @@ const P = {
   memTotal: SMOKE ? 20_000 : 1_000_000,
   routing: SMOKE ? { rounds: 3, length: 20_000, coldBudgetMs: 100 } : { rounds: 25, length: 200_000, coldBudgetMs: 1500 },
   store: SMOKE ? { count: 20_000, lookups: 5_000 } : { count: 1_000_000, lookups: 100_000 },
-  queue: SMOKE ? { forces: 30, warmup: 5, readTasks: 5, readSeconds: 1, cycles: 1 } : { forces: 500, warmup: 50, readTasks: 50, readSeconds: 3, cycles: 3 },
+  queue: SMOKE ? { forces: 30, warmup: 5, readTasks: 5, readSeconds: 1, cycles: 1 } : { forces: 500, warmup: 50, readSeconds: 3, cycles: 3 },
   // Smoke: a 10 s window, so that it holds a round of the queue's follow loop with tasks due (each is looked at every 5-10 s).
   tracking: SMOKE ? { queueBuilds: 50, legacyBuilds: 50, quietS: 2, settleS: 1, memoryWaitS: 0, windowS: 10 } : { queueBuilds: 5000, legacyBuilds: 5000, quietS: 6, settleS: 10, memoryWaitS: 240, windowS: 60 },
   routes: 300,

@@ -14,6 +14,8 @@ import type { QueueTaskStatus } from './queue-types.js';
 import { runsThatAreBuilds } from './shapes.js';
 
 const FRESH_FOR_MS = 1_000;
+/** Views of finished tasks kept in memory, the most recently read last; past it the least recently read goes. */
+export const FINISHED_VIEWS_MEMORY = 1_000;
 
 export interface TaskView {
   task: TaskRecord;
@@ -23,6 +25,12 @@ export interface TaskView {
 
 export class TaskStatuses {
   private readonly inFlight = new Map<string, Promise<TaskView>>();
+  /**
+   * Finished tasks by buildrequest id, with their status and builds: a final
+   * task never changes again (on any replica), so reads of finished work are
+   * answered without the store once read.
+   */
+  private readonly finished = new Map<number, TaskView>();
   /** The last floor learned per builder, for when the legacy master cannot be asked. */
   private readonly floors = new Map<string, number>();
 
@@ -37,6 +45,8 @@ export class TaskStatuses {
 
   /** A task with its latest known status and its builds, refreshed from the queue when stale. */
   view(task: TaskRecord, backends: ReadonlyMap<string, Backend>, legacy: Backend): Promise<TaskView> {
+    const finished = this.finishedView(task.buildrequestId);
+    if (finished !== undefined) return Promise.resolve(finished);
     const known = this.inFlight.get(task.taskId);
     if (known !== undefined) return known;
     const pending = this.refresh(task, backends, legacy).finally(() => this.inFlight.delete(task.taskId));
@@ -56,7 +66,24 @@ export class TaskStatuses {
         this.logger.warn('queue status read failed; answering with the last known status', { backend: backend.name, taskId: task.taskId, error: answer.answered ? `${answer.status} ${answer.error.code}` : answer.failure.kind });
       }
     }
-    return { task, status: known, builds: await this.buildsFor(task, known, legacy) };
+    const view = { task, status: known, builds: await this.buildsFor(task, known, legacy) };
+    if (task.final) this.rememberFinished(view);
+    return view;
+  }
+
+  /** A finished task's view, if it was read before. */
+  finishedView(buildrequestId: number): TaskView | undefined {
+    const view = this.finished.get(buildrequestId);
+    if (view !== undefined) {
+      this.finished.delete(buildrequestId);
+      this.finished.set(buildrequestId, view);
+    }
+    return view;
+  }
+
+  private rememberFinished(view: TaskView): void {
+    this.finished.set(view.task.buildrequestId, view);
+    if (this.finished.size > FINISHED_VIEWS_MEMORY) this.finished.delete(this.finished.keys().next().value!);
   }
 
   /**

@@ -141,10 +141,15 @@ export class TaskclusterTranslator {
 
   /** What a minted id names, read from the store once: its owner and its answer both come from it. */
   private async recordsOf(ref: OwnedRef): Promise<OwnedRecords> {
-    if (ref.kind === 'buildrequest') return { kind: 'buildrequest', task: await this.store.task(ref.id) };
+    if (ref.kind === 'buildrequest') return { kind: 'buildrequest', task: await this.taskOf(ref.id) };
     if (ref.kind === 'buildset') return { kind: 'buildset', buildset: await this.store.buildset(ref.id) };
     const build = await this.store.build(ref.id);
-    return { kind: 'build', build, task: build === undefined ? undefined : await this.store.task(build.buildrequestId) };
+    return { kind: 'build', build, task: build === undefined ? undefined : await this.taskOf(build.buildrequestId) };
+  }
+
+  /** A task by its buildrequest id: a finished one read before is known without the store. */
+  private async taskOf(buildrequestId: number): Promise<TaskRecord | undefined> {
+    return this.statuses.finishedView(buildrequestId)?.task ?? (await this.store.task(buildrequestId));
   }
 
   private async ownedAnswer(ref: OwnedRef, records: OwnedRecords, request: TranslateRequest, res: ClientResponse): Promise<TranslateResult> {
